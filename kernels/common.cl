@@ -1,0 +1,118 @@
+/* common.cl: storage types and the (count, mean, M2) statistics algebra
+ * shared by every clnorm kernel family. Prepended to each family's source. */
+
+/* Storage type: chosen with -DCLNORM_DTYPE_*. real is the compute and
+ * accumulation type (fp32, or fp64 for fp64 storage). */
+#if defined(CLNORM_DTYPE_F64)
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double  real;
+typedef double2 real2;
+typedef double4 real4;
+typedef double8 real8;
+typedef double  store_t;
+#define LOAD1(p, i)     ((p)[i])
+#define LOAD8(p, i)     vload8(0, (p) + (i))
+#define STORE1(v, p, i) ((p)[i] = (v))
+#define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
+#else
+typedef float  real;
+typedef float2 real2;
+typedef float4 real4;
+typedef float8 real8;
+#if defined(CLNORM_DTYPE_F16)
+/* half pointers need no extension when accessed with vload_half/vstore_half */
+typedef half store_t;
+#define LOAD1(p, i)     vload_half((i), (p))
+#define LOAD8(p, i)     vload_half8(0, (p) + (i))
+#define STORE1(v, p, i) vstore_half_rte((v), (i), (p))
+#define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
+#elif defined(CLNORM_DTYPE_BF16)
+typedef ushort store_t;
+/* round to nearest even; NaN stays NaN (quiet bit forced) */
+inline uint bf16_bits(uint u)
+{
+    uint r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return ((u & 0x7fffffffu) > 0x7f800000u) ? ((u >> 16) | 0x40u) : r;
+}
+inline uint8 bf16_bits8(uint8 u)
+{
+    uint8 r   = (u + (uint8)0x7fffu + ((u >> 16) & (uint8)1u)) >> 16;
+    uint8 nan = (u >> 16) | (uint8)0x40u;
+    return select(r, nan, (int8)((u & (uint8)0x7fffffffu) > (uint8)0x7f800000u));
+}
+#define LOAD1(p, i)     as_float((uint)(p)[i] << 16)
+#define LOAD8(p, i)     as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
+#define STORE1(v, p, i) ((p)[i] = (ushort)bf16_bits(as_uint(v)))
+#define STORE8(v, p, i) vstore8(convert_ushort8(bf16_bits8(as_uint8(v))), 0, (p) + (i))
+#else
+typedef float store_t;
+#define LOAD1(p, i)     ((p)[i])
+#define LOAD8(p, i)     vload8(0, (p) + (i))
+#define STORE1(v, p, i) ((p)[i] = (v))
+#define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
+#endif
+#endif
+
+/* A statistics partial is real4 (count, mean_hi, mean_lo, M2): the mean is
+ * the unevaluated sum mean_hi + mean_lo, so that x - mean keeps its digits
+ * when |mean| is many standard deviations. */
+
+inline real sum8(real8 v)
+{
+    real4 a = v.lo + v.hi;
+    real2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+/* Chan's parallel combination of two partials; a fixed function of its
+ * arguments, so a fixed merge order gives bitwise-reproducible results. */
+inline real4 stat_merge(real4 a, real4 b)
+{
+    if (b.x == (real)0)
+        return a;
+    if (a.x == (real)0)
+        return b;
+    real n     = a.x + b.x;
+    real delta = (b.y - a.y) + (b.z - a.z);
+    real wb    = b.x / n;
+    a.w += b.w + delta * delta * a.x * wb;
+    a.x = n;
+    /* fold the update into (hi, lo) exactly (TwoSum), so hi follows the mean
+     * and lo stays a rounding-sized remainder whatever the first block was */
+    real lo = a.z + delta * wb;
+    real s  = a.y + lo;
+    real bb = s - a.y;
+    a.z     = (a.y - (s - bb)) + (lo - bb);
+    a.y     = s;
+    return a;
+}
+
+/* Statistics of 8 values by the corrected two-pass method inside registers:
+ * its error does not grow with |mean|/std. */
+inline real4 stat_block8(real8 v)
+{
+    real  m  = sum8(v) * (real)0.125;
+    real8 d  = v - m;
+    real  ds = sum8(d);
+    real  q  = sum8(d * d) - ds * ds * (real)0.125;
+    return (real4)((real)8, m, ds * (real)0.125, fmax(q, (real)0));
+}
+
+inline real4 stat_one(real v)
+{
+    return (real4)((real)1, v, (real)0, (real)0);
+}
+
+/* Compensated (Neumaier) accumulation of a pair of sums: acc.xy are the sums,
+ * acc.zw their running corrections. Keeps dgamma/dbeta accurate over long
+ * channels without a wider type. */
+inline real4 sum2_add(real4 acc, real2 v)
+{
+    real2 t = acc.xy + v;
+    real2 c;
+    c.x = fabs(acc.x) >= fabs(v.x) ? (acc.x - t.x) + v.x : (v.x - t.x) + acc.x;
+    c.y = fabs(acc.y) >= fabs(v.y) ? (acc.y - t.y) + v.y : (v.y - t.y) + acc.y;
+    acc.zw += c;
+    acc.xy = t;
+    return acc;
+}

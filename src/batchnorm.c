@@ -1,0 +1,513 @@
+/* batchnorm.c: batch normalization entry points: argument checks, the
+ * reduction plan for a shape on this device, and the kernel sequences. */
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+/* Kernel indices, in the order of program.c's bn_kernels. */
+enum {
+    K_STATS_ROWS,
+    K_STATS_COLS,
+    K_STATS_COMBINE,
+    K_COEF_RUNNING,
+    K_APPLY_ROWS,
+    K_APPLY_COLS,
+    K_BWD_ROWS,
+    K_BWD_COLS,
+    K_BWD_COMBINE,
+    K_DX_ROWS,
+    K_DX_COLS
+};
+
+#define APPLY_ROWS 8 /* matches the kernel default */
+
+/* The tensor as (O, C, I) and how its reduction is split. */
+typedef struct bn_plan {
+    size_t O, C, I, total;
+    int    rows;          /* rows walk (I large) or columns walk */
+    size_t R, S, L, K;    /* rows per chunk, segments per row, segment length, chunks */
+    size_t W, Ip;         /* partial columns, partials per channel per chunk */
+    size_t coef_bytes, part_bytes, part_off;
+    size_t psize;         /* bytes of one parameter (float or double) */
+} bn_plan;
+
+static size_t align128(size_t v) { return clnorm_round_up(v, 128); }
+
+static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
+{
+    const clnorm_tuning *t  = &ctx->tune;
+    size_t               lx = t->lx;
+    p->rows                 = p->I >= t->rows_min_inner;
+    if (p->rows) {
+        size_t target = t->chunk;
+        for (;;) {
+            if (p->I <= target) {
+                p->S = 1;
+                p->L = p->I;
+                p->R = target / p->I;
+                if (p->R > p->O)
+                    p->R = p->O;
+                p->K = clnorm_div_up(p->O, p->R);
+            } else {
+                p->R = 1;
+                p->S = clnorm_div_up(p->I, target);
+                p->L = clnorm_round_up(clnorm_div_up(p->I, p->S), 8);
+                p->S = clnorm_div_up(p->I, p->L);
+                p->K = p->O * p->S;
+            }
+            if (p->C * p->K * lx >= t->min_parallel || target <= 64 * lx)
+                break;
+            target /= 2;
+        }
+        p->W  = p->C;
+        p->Ip = 1;
+    } else {
+        p->W = p->C * p->I;
+        p->R = t->chunk < p->O ? t->chunk : p->O;
+        while (p->W * clnorm_div_up(p->O, p->R) < t->min_parallel && p->R > 8)
+            p->R /= 2;
+        p->K  = clnorm_div_up(p->O, p->R);
+        p->S  = 1;
+        p->L  = 0;
+        p->Ip = p->I;
+    }
+    p->coef_bytes = align128(p->C * 4 * p->psize);
+    p->part_off   = p->coef_bytes;
+    p->part_bytes = align128(p->K * p->W * 4 * p->psize);
+}
+
+/* Checks everything about desc that does not depend on buffers. */
+static clnorm_status check_desc(clnorm_context *ctx, const char *fn, const clnorm_bn_desc *desc,
+                                bn_plan *p)
+{
+    if (!desc)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: desc is NULL", fn);
+    if (desc->mode != CLNORM_BN_SPATIAL && desc->mode != CLNORM_BN_PER_ACTIVATION)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_MODE, "%s: desc->mode %d is not a clnorm_bn_mode",
+                           fn, (int)desc->mode);
+    if (desc->layout != CLNORM_NCHW && desc->layout != CLNORM_NHWC)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_LAYOUT,
+                           "%s: desc->layout %d is not a clnorm_layout", fn, (int)desc->layout);
+    clnorm_status st = clnorm_check_dtype(ctx, desc->dtype);
+    if (st != CLNORM_SUCCESS)
+        return st;
+    if (desc->ndim < 2 || desc->ndim > CLNORM_MAX_DIMS)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_SHAPE, "%s: desc->ndim is %zu, expected 2..%d", fn,
+                           desc->ndim, CLNORM_MAX_DIMS);
+    size_t total = 1;
+    for (size_t i = 0; i < desc->ndim; ++i) {
+        if (desc->dims[i] == 0)
+            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_SHAPE, "%s: desc->dims[%zu] is 0", fn, i);
+        if (!clnorm_mul_ok(total, desc->dims[i], &total))
+            return clnorm_fail(ctx, CLNORM_ERROR_SIZE_OVERFLOW,
+                               "%s: the element count overflows size_t at desc->dims[%zu]", fn, i);
+    }
+    size_t n = desc->ndim, O, C, I = 1;
+    if (desc->mode == CLNORM_BN_PER_ACTIVATION) {
+        O = desc->dims[0];
+        C = total / O;
+    } else if (desc->layout == CLNORM_NCHW) {
+        O = desc->dims[0];
+        C = desc->dims[1];
+        I = total / (O * C);
+    } else {
+        C = desc->dims[n - 1];
+        O = total / C;
+    }
+    /* kernels index rows and channels with 32 bits and elements with 64 */
+    if (O > UINT_MAX || C > UINT_MAX || I > UINT_MAX || C * I > UINT_MAX ||
+        total > ((size_t)1 << 52) / 8)
+        return clnorm_fail(ctx, CLNORM_ERROR_SIZE_OVERFLOW,
+                           "%s: shape (outer %zu, channels %zu, inner %zu) exceeds the kernels' "
+                           "index range (each below 2^32)",
+                           fn, O, C, I);
+    if (!(desc->epsilon > 0) || !isfinite(desc->epsilon))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_EPSILON, "%s: desc->epsilon is %g, must be > 0", fn,
+                           desc->epsilon);
+    memset(p, 0, sizeof *p);
+    p->O     = O;
+    p->C     = C;
+    p->I     = I;
+    p->total = total;
+    p->psize = clnorm_param_size(desc->dtype);
+    plan_reduction(ctx, p);
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_bn_desc_init(clnorm_bn_desc *desc, clnorm_bn_mode mode, clnorm_layout layout,
+                                  size_t ndim, const size_t *dims)
+{
+    if (!desc || !dims)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_ARGUMENT, "clnorm_bn_desc_init: %s is NULL",
+                           desc ? "dims" : "desc");
+    if (ndim < 2 || ndim > CLNORM_MAX_DIMS)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_SHAPE,
+                           "clnorm_bn_desc_init: ndim is %zu, expected 2..%d", ndim, CLNORM_MAX_DIMS);
+    memset(desc, 0, sizeof *desc);
+    desc->mode   = mode;
+    desc->layout = layout;
+    desc->dtype  = CLNORM_F32;
+    desc->ndim   = ndim;
+    memcpy(desc->dims, dims, ndim * sizeof *dims);
+    desc->epsilon              = 1e-5;
+    desc->exp_avg_factor       = 0.1;
+    desc->unbiased_running_var = 1;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_bn_workspace_size(clnorm_context *ctx, const clnorm_bn_desc *desc, size_t *bytes)
+{
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "clnorm_bn_workspace_size: ctx is NULL");
+    if (!bytes)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "clnorm_bn_workspace_size: bytes is NULL");
+    bn_plan       p;
+    clnorm_status st = check_desc(ctx, "clnorm_bn_workspace_size", desc, &p);
+    if (st != CLNORM_SUCCESS)
+        return st;
+    *bytes = p.coef_bytes + p.part_bytes;
+    return CLNORM_SUCCESS;
+}
+
+/* Common prologue: context, desc, args, queue and wait list. */
+static clnorm_status prologue(clnorm_context *ctx, const char *fn, cl_command_queue queue,
+                              const clnorm_bn_desc *desc, const clnorm_bn_args *args, cl_uint nwait,
+                              const cl_event *wait, bn_plan *p)
+{
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
+    if (!args)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
+    clnorm_status st = check_desc(ctx, fn, desc, p);
+    if (st != CLNORM_SUCCESS)
+        return st;
+    return clnorm_check_queue(ctx, queue, nwait, wait);
+}
+
+#define CHECK(expr)                   \
+    do {                              \
+        st = (expr);                  \
+        if (st != CLNORM_SUCCESS)     \
+            return st;                \
+    } while (0)
+
+#define CHECK_SEQ(expr)               \
+    do {                              \
+        st = (expr);                  \
+        if (st != CLNORM_SUCCESS)     \
+            goto done;                \
+    } while (0)
+
+/* Checks the tensor buffers named (NULL-terminated list of name, buffer,
+ * required) against the tensor size, and the channel vectors likewise. */
+static clnorm_status check_tensor(clnorm_context *ctx, const clnorm_bn_desc *d, const bn_plan *p,
+                                  const char *name, clnorm_buffer b)
+{
+    return clnorm_check_buffer(ctx, name, b, 1, p->total, clnorm_dtype_size(d->dtype));
+}
+
+static clnorm_status check_vec(clnorm_context *ctx, const bn_plan *p, const char *name, clnorm_buffer b,
+                               int required)
+{
+    return clnorm_check_buffer(ctx, name, b, required, p->C, p->psize);
+}
+
+/* Scalar kernel arguments in the compute type. */
+typedef union { float f; double d; } real_arg;
+static real_arg mk_real(const bn_plan *p, double v)
+{
+    real_arg r;
+    if (p->psize == 8)
+        r.d = v;
+    else
+        r.f = (float)v;
+    return r;
+}
+#define KREAL(p, v) { (p)->psize, &(v) }
+
+/* Enqueues the statistics partials for x and the combine. */
+static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
+                                   const bn_plan *p, const clnorm_bn_args *a, cl_mem ws, size_t wsoff)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    cl_ulong      xoff = a->x.offset, poff = (wsoff + p->part_off) / (4 * p->psize);
+    cl_ulong      cofs = wsoff / (4 * p->psize);
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I, R = (cl_uint)p->R;
+    cl_uint       S = (cl_uint)p->S, L = (cl_uint)p->L, K = (cl_uint)p->K, W = (cl_uint)p->W;
+    if (p->rows) {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_ROWS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O), KARG(C), KARG(I), KARG(R),
+                              KARG(S),        KARG(L),    KARG(K), KARG(ws), KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 11));
+        size_t lx = ctx->tune.lx, g[3] = {lx, p->C, p->K}, l[3] = {lx, 1, 1};
+        CHECK(clnorm_seq_run(ctx, seq, k, 3, g, l));
+    } else {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_COLS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O), KARG(W), KARG(R), KARG(K),
+                              KARG(ws),       KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 8));
+        size_t lw = p->W < 64 ? p->W : 64;
+        size_t g[2] = {clnorm_round_up(p->W, lw), p->K}, l[2] = {lw, 1};
+        CHECK(clnorm_seq_run(ctx, seq, k, 2, g, l));
+    }
+
+    double   M      = (double)p->O * (double)p->I;
+    double   bessel = d->unbiased_running_var && M > 1 ? M / (M - 1) : 1.0;
+    real_arg rM = mk_real(p, M), reps = mk_real(p, d->epsilon), rf = mk_real(p, d->exp_avg_factor);
+    real_arg rb = mk_real(p, bessel);
+    cl_uint  Ip = (cl_uint)p->Ip;
+    cl_ulong goff = a->gamma.offset, boff = a->beta.offset, smoff = a->saved_mean.offset;
+    cl_ulong sioff = a->saved_invstd.offset, rmoff = a->running_mean.offset;
+    cl_ulong rvoff = a->running_var.offset;
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_COMBINE, &k));
+    clnorm_karg cargs[] = {KARG(ws),
+                           KARG(poff),
+                           KARG(K),
+                           KARG(C),
+                           KARG(Ip),
+                           KREAL(p, rM),
+                           KREAL(p, reps),
+                           KREAL(p, rf),
+                           KREAL(p, rb),
+                           KARG(a->gamma.mem),
+                           KARG(goff),
+                           KARG(a->beta.mem),
+                           KARG(boff),
+                           KARG(a->saved_mean.mem),
+                           KARG(smoff),
+                           KARG(a->saved_invstd.mem),
+                           KARG(sioff),
+                           KARG(a->running_mean.mem),
+                           KARG(rmoff),
+                           KARG(a->running_var.mem),
+                           KARG(rvoff),
+                           KARG(ws),
+                           KARG(cofs)};
+    CHECK(clnorm_set_args(ctx, k, cargs, 23));
+    size_t lc = p->C < 64 ? p->C : 64, g[1] = {clnorm_round_up(p->C, lc)}, l[1] = {lc};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
+/* Enqueues y = ((x - hi) - lo) * scale + shift with coefficients in ws. */
+static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
+                                   const bn_plan *p, const clnorm_bn_args *a, cl_mem ws, size_t wsoff)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    cl_ulong      xoff = a->x.offset, yoff = a->y.offset, cofs = wsoff / (4 * p->psize);
+    cl_uint       C = (cl_uint)p->C, I = (cl_uint)p->I, O = (cl_uint)p->O;
+    if (p->I > 1) {
+        cl_ulong rows = (cl_ulong)p->O * p->C;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_ROWS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff), KARG(C),
+                              KARG(I),        KARG(rows), KARG(ws),       KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 9));
+        size_t t = clnorm_div_up(p->I, 8), lt = t < 64 ? t : 64;
+        size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
+        return clnorm_seq_run(ctx, seq, k, 2, g, l);
+    }
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_COLS, &k));
+    clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
+                          KARG(C),        KARG(O),    KARG(ws),       KARG(cofs)};
+    CHECK(clnorm_set_args(ctx, k, args, 8));
+    size_t lc = p->C < 64 ? p->C : 64;
+    size_t g[2] = {clnorm_round_up(p->C, lc), clnorm_div_up(p->O, APPLY_ROWS)}, l[2] = {lc, 1};
+    return clnorm_seq_run(ctx, seq, k, 2, g, l);
+}
+
+clnorm_status clnorm_bn_forward_training(clnorm_context *ctx, cl_command_queue queue,
+                                         const clnorm_bn_desc *desc, const clnorm_bn_args *args,
+                                         cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    static const char fn[] = "clnorm_bn_forward_training";
+    bn_plan           p;
+    clnorm_status     st;
+    CHECK(prologue(ctx, fn, queue, desc, args, nwait, wait, &p));
+    if (!(desc->exp_avg_factor >= 0 && desc->exp_avg_factor <= 1))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_MOMENTUM,
+                           "%s: desc->exp_avg_factor is %g, must lie in [0, 1]", fn, desc->exp_avg_factor);
+    CHECK(check_tensor(ctx, desc, &p, "x", args->x));
+    CHECK(check_tensor(ctx, desc, &p, "y", args->y));
+    CHECK(check_vec(ctx, &p, "gamma", args->gamma, 0));
+    CHECK(check_vec(ctx, &p, "beta", args->beta, 0));
+    CHECK(check_vec(ctx, &p, "saved_mean", args->saved_mean, 0));
+    CHECK(check_vec(ctx, &p, "saved_invstd", args->saved_invstd, 0));
+    CHECK(check_vec(ctx, &p, "running_mean", args->running_mean, 0));
+    CHECK(check_vec(ctx, &p, "running_var", args->running_var, 0));
+    if (args->running_var.mem && desc->unbiased_running_var && p.O * p.I == 1)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_SHAPE,
+                           "%s: the unbiased running variance needs more than one value per channel "
+                           "(N*spatial is 1); use a biased running variance or omit running_var",
+                           fn);
+    cl_mem ws;
+    size_t wsoff;
+    CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + p.part_bytes, &ws, &wsoff));
+    clnorm_seq seq;
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    CHECK_SEQ(enqueue_stats(ctx, &seq, desc, &p, args, ws, wsoff));
+    CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
+done:
+    return clnorm_seq_end(&seq, st, event);
+}
+
+clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue queue,
+                                          const clnorm_bn_desc *desc, const clnorm_bn_args *args,
+                                          cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    static const char fn[] = "clnorm_bn_forward_inference";
+    bn_plan           p;
+    clnorm_status     st;
+    CHECK(prologue(ctx, fn, queue, desc, args, nwait, wait, &p));
+    CHECK(check_tensor(ctx, desc, &p, "x", args->x));
+    CHECK(check_tensor(ctx, desc, &p, "y", args->y));
+    CHECK(check_vec(ctx, &p, "gamma", args->gamma, 0));
+    CHECK(check_vec(ctx, &p, "beta", args->beta, 0));
+    CHECK(check_vec(ctx, &p, "running_mean", args->running_mean, 1));
+    CHECK(check_vec(ctx, &p, "running_var", args->running_var, 1));
+    cl_mem ws;
+    size_t wsoff;
+    CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes, &ws, &wsoff));
+    clnorm_seq seq;
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    {
+        cl_kernel k;
+        cl_uint   C    = (cl_uint)p.C;
+        real_arg  reps = mk_real(&p, desc->epsilon);
+        cl_ulong  rmoff = args->running_mean.offset, rvoff = args->running_var.offset;
+        cl_ulong  goff = args->gamma.offset, boff = args->beta.offset, cofs = wsoff / (4 * p.psize);
+        CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_COEF_RUNNING, &k));
+        clnorm_karg a[] = {KARG(C),          KREAL(&p, reps),          KARG(args->running_mean.mem),
+                           KARG(rmoff),      KARG(args->running_var.mem), KARG(rvoff),
+                           KARG(args->gamma.mem), KARG(goff),          KARG(args->beta.mem),
+                           KARG(boff),       KARG(ws),                 KARG(cofs)};
+        CHECK_SEQ(clnorm_set_args(ctx, k, a, 12));
+        size_t lc = p.C < 64 ? p.C : 64, g[1] = {clnorm_round_up(p.C, lc)}, l[1] = {lc};
+        CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+    }
+    CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
+done:
+    return clnorm_seq_end(&seq, st, event);
+}
+
+/* Backward, both kinds: frozen selects the running statistics. */
+static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, cl_command_queue queue,
+                              const clnorm_bn_desc *desc, const clnorm_bn_args *args, cl_uint nwait,
+                              const cl_event *wait, cl_event *event)
+{
+    bn_plan       p;
+    clnorm_status st;
+    CHECK(prologue(ctx, fn, queue, desc, args, nwait, wait, &p));
+    int need_sums = !frozen || args->dgamma.mem || args->dbeta.mem;
+    int need_x    = !frozen || args->dgamma.mem;
+    if (need_x)
+        CHECK(check_tensor(ctx, desc, &p, "x", args->x));
+    else
+        CHECK(clnorm_check_buffer(ctx, "x", args->x, 0, p.total, clnorm_dtype_size(desc->dtype)));
+    CHECK(check_tensor(ctx, desc, &p, "dy", args->dy));
+    CHECK(check_tensor(ctx, desc, &p, "dx", args->dx));
+    CHECK(check_vec(ctx, &p, "gamma", args->gamma, 0));
+    CHECK(check_vec(ctx, &p, "dgamma", args->dgamma, 0));
+    CHECK(check_vec(ctx, &p, "dbeta", args->dbeta, 0));
+    clnorm_buffer mean = frozen ? args->running_mean : args->saved_mean;
+    clnorm_buffer inv  = frozen ? args->running_var : args->saved_invstd;
+    CHECK(check_vec(ctx, &p, frozen ? "running_mean" : "saved_mean", mean, 1));
+    CHECK(check_vec(ctx, &p, frozen ? "running_var" : "saved_invstd", inv, 1));
+
+    cl_mem ws;
+    size_t wsoff;
+    CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + (need_sums ? p.part_bytes : 0), &ws,
+                             &wsoff));
+    clnorm_seq seq;
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    cl_kernel k;
+    cl_ulong  xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
+    cl_ulong  moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
+    cl_ulong  dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
+    cl_ulong  poff = (wsoff + p.part_off) / (4 * p.psize), cofs = wsoff / (4 * p.psize);
+    cl_uint   O = (cl_uint)p.O, C = (cl_uint)p.C, I = (cl_uint)p.I, R = (cl_uint)p.R;
+    cl_uint   S = (cl_uint)p.S, L = (cl_uint)p.L, K = need_sums ? (cl_uint)p.K : 0, W = (cl_uint)p.W;
+    cl_uint   Ip = (cl_uint)p.Ip;
+    /* x is never read when it is not needed; dy stands in as a valid cl_mem */
+    cl_mem    xmem = need_x ? args->x.mem : args->dy.mem;
+    if (!need_x)
+        xoff = dyoff;
+    if (need_sums) {
+        if (p.rows) {
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_ROWS, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff), KARG(mean.mem),
+                               KARG(moff), KARG(O),    KARG(C),            KARG(I),     KARG(R),
+                               KARG(S),    KARG(L),    KARG(K),            KARG(ws),    KARG(poff)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 15));
+            size_t lx = ctx->tune.lx, g[3] = {lx, p.C, p.K}, l[3] = {lx, 1, 1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 3, g, l));
+        } else {
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_COLS, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                               KARG(mean.mem), KARG(moff), KARG(O), KARG(W), KARG(I), KARG(R),
+                               KARG(K), KARG(ws), KARG(poff)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 13));
+            size_t lw = p.W < 64 ? p.W : 64;
+            size_t g[2] = {clnorm_round_up(p.W, lw), p.K}, l[2] = {lw, 1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
+        }
+    }
+    {
+        real_arg rM = mk_real(&p, (double)p.O * (double)p.I), reps = mk_real(&p, desc->epsilon);
+        cl_int   fz = frozen;
+        CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_COMBINE, &k));
+        clnorm_karg a[] = {KARG(ws),   KARG(poff),  KARG(K),           KARG(C),
+                           KARG(Ip),   KREAL(&p, rM), KARG(fz),        KREAL(&p, reps),
+                           KARG(mean.mem), KARG(moff), KARG(inv.mem),  KARG(ioff),
+                           KARG(args->gamma.mem), KARG(goff), KARG(args->dgamma.mem), KARG(dgoff),
+                           KARG(args->dbeta.mem), KARG(dboff), KARG(ws), KARG(cofs)};
+        CHECK_SEQ(clnorm_set_args(ctx, k, a, 20));
+        size_t lc = p.C < 64 ? p.C : 64, g[1] = {clnorm_round_up(p.C, lc)}, l[1] = {lc};
+        CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+    }
+    {
+        cl_int use_x = !frozen;
+        if (frozen) {
+            xmem = args->dy.mem;
+            xoff = dyoff;
+        }
+        if (p.I > 1) {
+            cl_ulong rows = (cl_ulong)p.O * p.C;
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_ROWS, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                               KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(I), KARG(rows),
+                               KARG(use_x), KARG(ws), KARG(cofs)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 12));
+            size_t t = clnorm_div_up(p.I, 8), lt = t < 64 ? t : 64;
+            size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
+        } else {
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_COLS, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                               KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
+                               KARG(ws), KARG(cofs)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 11));
+            size_t lc = p.C < 64 ? p.C : 64;
+            size_t g[2] = {clnorm_round_up(p.C, lc), clnorm_div_up(p.O, APPLY_ROWS)}, l[2] = {lc, 1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
+        }
+    }
+done:
+    return clnorm_seq_end(&seq, st, event);
+}
+
+clnorm_status clnorm_bn_backward(clnorm_context *ctx, cl_command_queue queue, const clnorm_bn_desc *desc,
+                                 const clnorm_bn_args *args, cl_uint nwait, const cl_event *wait,
+                                 cl_event *event)
+{
+    return backward(ctx, "clnorm_bn_backward", 0, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_bn_backward_frozen(clnorm_context *ctx, cl_command_queue queue,
+                                        const clnorm_bn_desc *desc, const clnorm_bn_args *args,
+                                        cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return backward(ctx, "clnorm_bn_backward_frozen", 1, queue, desc, args, nwait, wait, event);
+}

@@ -1,0 +1,123 @@
+/* internal.h: the context structure and the helpers shared by the host
+ * layer's translation units. Not installed. */
+#ifndef CLNORM_INTERNAL_H
+#define CLNORM_INTERNAL_H
+
+#include "clnorm/clnorm.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Program families; each is common.cl plus one family source. */
+enum clnorm_family { FAMILY_BN = 0, FAMILY_ROWNORM = 1, FAMILY_COUNT_ };
+#define DTYPE_COUNT_ 4
+#define MAX_KERNELS_PER_FAMILY 16
+
+typedef struct clnorm_program {
+    cl_program prog;
+    cl_kernel  kernels[MAX_KERNELS_PER_FAMILY];
+} clnorm_program;
+
+/* Variant parameters chosen per device (heuristics, overridable for tests
+ * with CLNORM_VARIANT=cpu|gpu). */
+typedef struct clnorm_tuning {
+    int      cpu_style;     /* 1: few coarse work-items walking contiguous data */
+    unsigned lx;            /* lanes per (channel, chunk) in the rows walks */
+    size_t   chunk;         /* elements one work-item (or lane group) reduces */
+    size_t   min_parallel;  /* work-items wanted in a reduction for the device to be full */
+    unsigned rows_min_inner;/* I at and above which the rows walk is used */
+} clnorm_tuning;
+
+struct clnorm_context {
+    cl_context       clctx;
+    cl_device_id     device;
+    cl_command_queue queue;
+    clnorm_device_info info;
+    clnorm_tuning    tune;
+    clnorm_program   programs[FAMILY_COUNT_][DTYPE_COUNT_];
+    cl_mem           scratch;
+    size_t           scratch_size;
+    char             err[8192];
+};
+
+/* Records a formatted message in ctx (or the thread's message when ctx is
+ * NULL) and returns status. */
+clnorm_status clnorm_fail(clnorm_context *ctx, clnorm_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void clnorm_clear_error(clnorm_context *ctx);
+
+/* Returns the kernel `index` of family for dtype, building the program on
+ * first use (disk cache consulted). names lists the family's kernels. */
+clnorm_status clnorm_get_kernel(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype,
+                                unsigned index, cl_kernel *out);
+
+/* Scratch of at least bytes: the caller's workspace if given (checked),
+ * else the context's own grow-only buffer. */
+clnorm_status clnorm_get_scratch(clnorm_context *ctx, clnorm_buffer workspace, size_t bytes,
+                                 cl_mem *mem, size_t *byte_offset);
+
+/* Validates the queue (same context and device) and the wait list. */
+clnorm_status clnorm_check_queue(clnorm_context *ctx, cl_command_queue queue, cl_uint nwait,
+                                 const cl_event *wait);
+
+/* Checks an input/output buffer: present when required, of ctx's cl_context,
+ * and holding offset + count elements of elem_size bytes. */
+clnorm_status clnorm_check_buffer(clnorm_context *ctx, const char *name, clnorm_buffer b,
+                                  int required, size_t count, size_t elem_size);
+
+size_t clnorm_dtype_size(clnorm_dtype dtype);
+size_t clnorm_param_size(clnorm_dtype dtype);
+clnorm_status clnorm_check_dtype(clnorm_context *ctx, clnorm_dtype dtype);
+
+/* Kernel sources embedded at build time (cmake/embed_kernels.cmake). */
+extern const char clnorm_kernel_common[];
+extern const char clnorm_kernel_batchnorm[];
+extern const char clnorm_kernel_rownorm[];
+
+/* An enqueue sequence: chains its commands with events when the queue is
+ * out of order, passes the caller's wait list to the first command and
+ * hands the last command's event to the caller. */
+typedef struct clnorm_seq {
+    cl_command_queue queue;
+    int              out_of_order;
+    cl_uint          nwait;
+    const cl_event  *wait;
+    cl_event         last;
+    int              started;
+} clnorm_seq;
+
+clnorm_status clnorm_seq_begin(clnorm_context *ctx, clnorm_seq *seq, cl_command_queue queue,
+                               cl_uint nwait, const cl_event *wait);
+/* Enqueues kernel over global (dims 1..3); local may be NULL. */
+clnorm_status clnorm_seq_run(clnorm_context *ctx, clnorm_seq *seq, cl_kernel kernel, cl_uint dims,
+                             const size_t *global, const size_t *local);
+/* Finishes the sequence: on success the last event goes to *event (or is
+ * released); on failure every event is released. */
+clnorm_status clnorm_seq_end(clnorm_seq *seq, clnorm_status status, cl_event *event);
+
+/* Sets kernel arguments from a list; each entry is (size, pointer). */
+typedef struct clnorm_karg {
+    size_t      size;
+    const void *value;
+} clnorm_karg;
+clnorm_status clnorm_set_args(clnorm_context *ctx, cl_kernel kernel, const clnorm_karg *args,
+                              unsigned count);
+#define KARG(v) { sizeof(v), &(v) }
+
+static inline size_t clnorm_round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+static inline size_t clnorm_div_up(size_t v, size_t m) { return (v + m - 1) / m; }
+
+/* Multiplies with overflow detection; returns 0 on overflow. */
+static inline int clnorm_mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+#endif /* CLNORM_INTERNAL_H */

@@ -1,0 +1,242 @@
+/* program.c: builds each kernel family once per context and dtype, with an
+ * on-disk cache of program binaries keyed by everything that changes them. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const bn_kernels[] = {
+    "bn_stats_rows", "bn_stats_cols",  "bn_stats_combine", "bn_coef_running", "bn_apply_rows",
+    "bn_apply_cols", "bn_bwd_rows",    "bn_bwd_cols",      "bn_bwd_combine",  "bn_dx_rows",
+    "bn_dx_cols",    NULL};
+static const char *const rownorm_kernels[] = {NULL};
+
+static const char *const *family_kernels[FAMILY_COUNT_] = {bn_kernels, rownorm_kernels};
+
+static const char *family_source(enum clnorm_family f)
+{
+    return f == FAMILY_BN ? clnorm_kernel_batchnorm : clnorm_kernel_rownorm;
+}
+
+static const char *dtype_define(clnorm_dtype d)
+{
+    switch (d) {
+    case CLNORM_F16: return "-DCLNORM_DTYPE_F16";
+    case CLNORM_BF16: return "-DCLNORM_DTYPE_BF16";
+    case CLNORM_F64: return "-DCLNORM_DTYPE_F64";
+    default: return "-DCLNORM_DTYPE_F32";
+    }
+}
+
+/* ---- disk cache ----------------------------------------------------------- */
+
+typedef struct { uint64_t a, b; } hash128;
+
+static void hash_bytes(hash128 *h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; ++i) {
+        h->a = (h->a ^ p[i]) * 0x100000001b3ULL;
+        h->b = (h->b ^ p[i]) * 0x00000100000001b3ULL + 0x9e3779b97f4a7c15ULL;
+    }
+    /* field separator, so "ab"+"c" differs from "a"+"bc" */
+    h->a = (h->a ^ 0xff) * 0x100000001b3ULL;
+    h->b = (h->b ^ 0xfe) * 0x00000100000001b3ULL;
+}
+
+static void hash_str(hash128 *h, const char *s) { hash_bytes(h, s, strlen(s)); }
+
+/* Cache directory: $CLNORM_CACHE_DIR, $XDG_CACHE_HOME/clnorm, ~/.cache/clnorm;
+ * CLNORM_CACHE=0 turns the cache off. Returns 0 when there is none. */
+static int cache_dir(char *out, size_t n)
+{
+    const char *off = getenv("CLNORM_CACHE");
+    if (off && (strcmp(off, "0") == 0 || strcmp(off, "off") == 0))
+        return 0;
+    const char *d = getenv("CLNORM_CACHE_DIR");
+    int         w;
+    if (d && *d)
+        w = snprintf(out, n, "%s", d);
+    else if ((d = getenv("XDG_CACHE_HOME")) && *d)
+        w = snprintf(out, n, "%s/clnorm", d);
+    else if ((d = getenv("HOME")) && *d)
+        w = snprintf(out, n, "%s/.cache/clnorm", d);
+    else
+        return 0;
+    return w > 0 && (size_t)w < n;
+}
+
+static int mkdir_p(char *path)
+{
+    for (char *p = path + 1; *p; ++p) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int r = mkdir(path, 0755);
+        *p = '/';
+        if (r != 0 && errno != EEXIST)
+            return -1;
+    }
+    return (mkdir(path, 0755) == 0 || errno == EEXIST) ? 0 : -1;
+}
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    unsigned char *buf = NULL;
+    long           n;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n);
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        *len = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Writes to a temporary file beside the target and renames it into place, so
+ * a reader never sees a partial binary; any failure just leaves no file. */
+static void write_file_atomic(const char *dir, const char *path, const unsigned char *data, size_t len)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", dir) >= (int)sizeof tmp)
+        return;
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    int ok = done == len && fsync(fd) == 0;
+    if (close(fd) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+static cl_program load_cached(clnorm_context *ctx, const char *path, const char *options)
+{
+    size_t         len = 0;
+    unsigned char *bin = read_file(path, &len);
+    if (!bin)
+        return NULL;
+    cl_int               err, bst;
+    const unsigned char *bins[1] = {bin};
+    cl_program prog = clCreateProgramWithBinary(ctx->clctx, 1, &ctx->device, &len, bins, &bst, &err);
+    free(bin);
+    if (err != CL_SUCCESS || bst != CL_SUCCESS) {
+        if (prog)
+            clReleaseProgram(prog);
+        return NULL;
+    }
+    if (clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(prog);
+        return NULL;
+    }
+    return prog;
+}
+
+static void store_cached(clnorm_context *ctx, cl_program prog, char *dir, const char *path)
+{
+    size_t len = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) != CL_SUCCESS || len == 0)
+        return;
+    unsigned char *bin = malloc(len);
+    if (!bin)
+        return;
+    unsigned char *bins[1] = {bin};
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
+        mkdir_p(dir) == 0)
+        write_file_atomic(dir, path, bin, len);
+    free(bin);
+    (void)ctx;
+}
+
+static clnorm_status build_program(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype,
+                                   cl_program *out)
+{
+    char options[512];
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DLX=%u", dtype_define(dtype), ctx->tune.lx);
+
+    const char *srcs[2] = {clnorm_kernel_common, family_source(family)};
+    char        dir[4096], path[4200];
+    int         cached = cache_dir(dir, sizeof dir);
+    if (cached) {
+        hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+        hash_str(&h, srcs[0]);
+        hash_str(&h, srcs[1]);
+        hash_str(&h, options);
+        hash_str(&h, ctx->info.name);
+        hash_str(&h, ctx->info.vendor);
+        hash_str(&h, ctx->info.driver_version);
+        hash_str(&h, ctx->info.platform_name);
+        hash_str(&h, ctx->info.platform_version);
+        hash_str(&h, clnorm_version_string());
+        snprintf(path, sizeof path, "%s/%016llx%016llx.bin", dir, (unsigned long long)h.a,
+                 (unsigned long long)h.b);
+        cl_program p = load_cached(ctx, path, options);
+        if (p) {
+            *out = p;
+            return CLNORM_SUCCESS;
+        }
+    }
+
+    cl_int     err;
+    cl_program prog = clCreateProgramWithSource(ctx->clctx, 2, srcs, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clnorm_fail(ctx, (clnorm_status)err, "clCreateProgramWithSource failed (%d)", err);
+    err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        size_t n   = 0;
+        int    off = snprintf(ctx->err, sizeof ctx->err, "building kernels (%s) failed (%d): ", options, err);
+        if (off < 0 || (size_t)off >= sizeof ctx->err)
+            off = 0;
+        if (clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof ctx->err - (size_t)off - 1,
+                                  ctx->err + off, &n) != CL_SUCCESS)
+            ctx->err[off] = '\0';
+        ctx->err[sizeof ctx->err - 1] = '\0';
+        clReleaseProgram(prog);
+        return CLNORM_ERROR_BUILD_FAILED;
+    }
+    if (cached)
+        store_cached(ctx, prog, dir, path);
+    *out = prog;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_get_kernel(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype,
+                                unsigned index, cl_kernel *out)
+{
+    clnorm_program *p = &ctx->programs[family][dtype];
+    if (p->kernels[index]) {
+        *out = p->kernels[index];
+        return CLNORM_SUCCESS;
+    }
+    if (!p->prog) {
+        clnorm_status st = build_program(ctx, family, dtype, &p->prog);
+        if (st != CLNORM_SUCCESS)
+            return st;
+    }
+    cl_int err;
+    p->kernels[index] = clCreateKernel(p->prog, family_kernels[family][index], &err);
+    if (err != CL_SUCCESS) {
+        p->kernels[index] = NULL;
+        return clnorm_fail(ctx, (clnorm_status)err, "clCreateKernel(%s) failed (%d)",
+                           family_kernels[family][index], err);
+    }
+    *out = p->kernels[index];
+    return CLNORM_SUCCESS;
+}

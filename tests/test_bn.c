@@ -1,0 +1,382 @@
+/* test_bn.c: batch normalization on the default OpenCL device against the
+ * double-precision C reference, over a grid of shapes, layouts and hostile
+ * data, plus determinism.
+ *
+ * Tolerances (fp32 storage, fp32 accumulation):
+ *  - y, dx: normwise relative error <= 2e-5 (2e-4 for the 1e6-mean data, whose
+ *    saved mean is rounded to fp32 before backward uses it). The kernels form
+ *    x - mean from a two-term mean, so y keeps its digits at any |mean|/std;
+ *    what is left is fp32 rounding of invstd and the products (a few ulp).
+ *  - mean: |err| <= 2 ulp(|mean|) + 1e-5 std (fp32 cannot hold the mean closer).
+ *  - variance (from invstd and from the running variance): relative error
+ *    <= 1e-4, the bound the design asks for at mean/std = 1e6.
+ *  - dgamma, dbeta: normwise relative error <= 1e-4 over sums of up to 10^6
+ *    terms accumulated with compensated fp32 sums. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum data_kind { DATA_NORMAL, DATA_MEAN_1E4, DATA_MEAN_1E6, DATA_CONSTANT, DATA_OUTLIER_FIRST };
+
+typedef struct bn_case {
+    char           name[40];
+    clnorm_bn_mode mode;
+    clnorm_layout  layout;
+    size_t         ndim;
+    size_t         dims[6];
+    enum data_kind data;
+    int            affine;
+    int            unbiased;
+} bn_case;
+
+/* The tensor as the reference sees it. */
+static ref_view view_of(const clnorm_bn_desc *d, size_t *total)
+{
+    size_t t = 1;
+    for (size_t i = 0; i < d->ndim; ++i)
+        t *= d->dims[i];
+    *total = t;
+    ref_view v;
+    if (d->mode == CLNORM_BN_PER_ACTIVATION) {
+        v.outer = d->dims[0];
+        v.channels = t / d->dims[0];
+        v.inner = 1;
+    } else if (d->layout == CLNORM_NCHW) {
+        v.outer = d->dims[0];
+        v.channels = d->dims[1];
+        v.inner = t / (d->dims[0] * d->dims[1]);
+    } else {
+        v.channels = d->dims[d->ndim - 1];
+        v.outer = t / v.channels;
+        v.inner = 1;
+    }
+    return v;
+}
+
+static void fill_data(enum data_kind kind, ref_view v, double *x, size_t n, ref_rng *r)
+{
+    switch (kind) {
+    case DATA_NORMAL:
+        ref_fill_normal(r, x, n, 0.5, 2.0);
+        break;
+    case DATA_MEAN_1E4:
+        ref_fill_normal(r, x, n, 1e4, 1.0);
+        break;
+    case DATA_MEAN_1E6:
+        ref_fill_normal(r, x, n, 1e6, 1.0);
+        break;
+    case DATA_CONSTANT:
+        ref_fill_normal(r, x, n, 0.0, 1.0);
+        /* channel 0 constant; the others normal */
+        for (size_t o = 0; o < v.outer; ++o)
+            for (size_t i = 0; i < v.inner; ++i)
+                x[(o * v.channels) * v.inner + i] = 3.25;
+        break;
+    case DATA_OUTLIER_FIRST:
+        ref_fill_normal(r, x, n, 1.0, 1.0);
+        for (size_t c = 0; c < v.channels; ++c)
+            x[c * v.inner] = 1e4; /* first element of every channel */
+        break;
+    }
+    round_to_float(x, n);
+}
+
+static double ulp_of(double v)
+{
+    float f = (float)fabs(v);
+    return (double)nextafterf(f, INFINITY) - (double)f;
+}
+
+static void check_vec(const char *what, const char *name, const double *got, const double *ref, size_t n,
+                      double tol)
+{
+    double e = normwise_err(got, ref, n, 1e-30);
+    cr_expect(e <= tol, "%s: %s normwise error %.3g > %.3g", name, what, e, tol);
+}
+
+static void run_case(const bn_case *tc)
+{
+    clnorm_bn_desc d;
+    cr_assert_eq(clnorm_bn_desc_init(&d, tc->mode, tc->layout, tc->ndim, tc->dims), CLNORM_SUCCESS);
+    d.unbiased_running_var = tc->unbiased;
+    d.exp_avg_factor       = 0.25;
+    d.epsilon              = 1e-5;
+    size_t   n;
+    ref_view v = view_of(&d, &n);
+    size_t   C = v.channels;
+    ref_rng  r = ref_rng_seed(12345 + n);
+
+    double *x = dalloc(n), *dy = dalloc(n), *g = dalloc(C), *b = dalloc(C), *rm = dalloc(C), *rv = dalloc(C);
+    fill_data(tc->data, v, x, n, &r);
+    ref_fill_normal(&r, dy, n, 0.1, 1.0);
+    round_to_float(dy, n);
+    ref_fill_uniform(&r, g, C, 0.5, 1.5);
+    ref_fill_uniform(&r, b, C, -1.0, 1.0);
+    ref_fill_uniform(&r, rm, C, -0.5, 0.5);
+    ref_fill_uniform(&r, rv, C, 0.5, 2.0);
+    round_to_float(g, C);
+    round_to_float(b, C);
+    round_to_float(rm, C);
+    round_to_float(rv, C);
+
+    /* ---- forward training ---- */
+    cl_mem mx = dev_from_double(x, n, 0), my = dev_from_double(NULL, n, NAN);
+    cl_mem mg = dev_from_double(g, C, 0), mb = dev_from_double(b, C, 0);
+    cl_mem mrm = dev_from_double(rm, C, 0), mrv = dev_from_double(rv, C, 0);
+    cl_mem msm = dev_from_double(NULL, C, NAN), msi = dev_from_double(NULL, C, NAN);
+    clnorm_bn_args a;
+    memset(&a, 0, sizeof a);
+    a.x = clnorm_buf(mx, 0);
+    a.y = clnorm_buf(my, 0);
+    if (tc->affine) {
+        a.gamma = clnorm_buf(mg, 0);
+        a.beta  = clnorm_buf(mb, 0);
+    }
+    a.saved_mean   = clnorm_buf(msm, 0);
+    a.saved_invstd = clnorm_buf(msi, 0);
+    a.running_mean = clnorm_buf(mrm, 0);
+    a.running_var  = clnorm_buf(mrv, 0);
+    clnorm_status st = clnorm_bn_forward_training(H.ctx, H.q, &d, &a, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "%s: forward_training: %s: %s", tc->name, clnorm_status_string(st),
+                 clnorm_last_error(H.ctx));
+    clFinish(H.q);
+
+    const double *gp = tc->affine ? g : NULL, *bp = tc->affine ? b : NULL;
+    double *ry = dalloc(n), *rmean = dalloc(C), *rinv = dalloc(C), *rrm = dalloc(C), *rrv = dalloc(C);
+    memcpy(rrm, rm, C * sizeof *rm);
+    memcpy(rrv, rv, C * sizeof *rv);
+    ref_bn_forward_training(v, x, gp, bp, d.epsilon, d.exp_avg_factor, tc->unbiased, ry, rmean, rinv, rrm,
+                            rrv);
+    double *gy = dalloc(n), *gm = dalloc(C), *gi = dalloc(C), *grm = dalloc(C), *grv = dalloc(C);
+    dev_to_double(my, n, gy);
+    dev_to_double(msm, C, gm);
+    dev_to_double(msi, C, gi);
+    dev_to_double(mrm, C, grm);
+    dev_to_double(mrv, C, grv);
+
+    double tol_y = tc->data == DATA_MEAN_1E6 ? 2e-4 : 2e-5;
+    cr_expect(!any_nan(gy, n), "%s: y has NaN", tc->name);
+    check_vec("y", tc->name, gy, ry, n, tol_y);
+    double *var_ref = dalloc(C), *mean_ref = dalloc(C);
+    ref_bn_stats(v, x, mean_ref, var_ref);
+    for (size_t c = 0; c < C; ++c) {
+        double std = sqrt(var_ref[c]);
+        double mtol = 2 * ulp_of(mean_ref[c]) + 1e-5 * std + 1e-30;
+        cr_expect(fabs(gm[c] - rmean[c]) <= mtol, "%s: mean[%zu] %.9g vs %.9g (tol %.3g)", tc->name, c,
+                  gm[c], rmean[c], mtol);
+        /* variance relative error from invstd: var = 1/invstd^2 - eps */
+        double vg = 1.0 / (gi[c] * gi[c]) - d.epsilon, vr = var_ref[c];
+        double vtol = 1e-4 * vr + 2e-7 * d.epsilon * 10;
+        cr_expect(fabs(vg - vr) <= vtol, "%s: var[%zu] %.9g vs %.9g", tc->name, c, vg, vr);
+        cr_expect(fabs(gi[c] - rinv[c]) <= 1e-4 * rinv[c], "%s: invstd[%zu] %.9g vs %.9g", tc->name, c,
+                  gi[c], rinv[c]);
+        cr_expect(fabs(grm[c] - rrm[c]) <= 2 * ulp_of(rrm[c]) + 1e-5 * std * d.exp_avg_factor + 1e-30,
+                  "%s: running_mean[%zu] %.9g vs %.9g", tc->name, c, grm[c], rrm[c]);
+        cr_expect(fabs(grv[c] - rrv[c]) <= 1e-4 * rrv[c] + 1e-7, "%s: running_var[%zu] %.9g vs %.9g",
+                  tc->name, c, grv[c], rrv[c]);
+    }
+    if (tc->data == DATA_CONSTANT) {
+        for (size_t o = 0; o < v.outer; ++o)
+            for (size_t i = 0; i < v.inner; ++i) {
+                size_t e = (o * C) * v.inner + i;
+                cr_expect_eq(gy[e], bp ? bp[0] : 0.0, "%s: constant channel y[%zu] = %.9g, not beta",
+                             tc->name, e, gy[e]);
+            }
+    }
+
+    /* ---- forward inference with the updated running statistics ---- */
+    cl_mem my2 = dev_from_double(NULL, n, NAN);
+    a.y = clnorm_buf(my2, 0);
+    st  = clnorm_bn_forward_inference(H.ctx, H.q, &d, &a, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "%s: inference: %s", tc->name, clnorm_last_error(H.ctx));
+    double *ry2 = dalloc(n), *gy2 = dalloc(n);
+    ref_bn_forward_inference(v, x, gp, bp, grm, grv, d.epsilon, ry2);
+    dev_to_double(my2, n, gy2);
+    check_vec("inference y", tc->name, gy2, ry2, n, tc->data == DATA_MEAN_1E6 ? 1e-4 : 2e-5);
+
+    /* ---- backward with the saved statistics the device produced ---- */
+    cl_mem mdy = dev_from_double(dy, n, 0), mdx = dev_from_double(NULL, n, NAN);
+    cl_mem mdg = dev_from_double(NULL, C, NAN), mdb = dev_from_double(NULL, C, NAN);
+    a.dy     = clnorm_buf(mdy, 0);
+    a.dx     = clnorm_buf(mdx, 0);
+    a.dgamma = clnorm_buf(mdg, 0);
+    a.dbeta  = clnorm_buf(mdb, 0);
+    st       = clnorm_bn_backward(H.ctx, H.q, &d, &a, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "%s: backward: %s", tc->name, clnorm_last_error(H.ctx));
+    double *rdx = dalloc(n), *rdg = dalloc(C), *rdb = dalloc(C);
+    double *gdx = dalloc(n), *gdg = dalloc(C), *gdb = dalloc(C);
+    ref_bn_backward(v, x, dy, gp, gm, gi, rdx, rdg, rdb);
+    dev_to_double(mdx, n, gdx);
+    dev_to_double(mdg, C, gdg);
+    dev_to_double(mdb, C, gdb);
+    double tol_dx = tc->data == DATA_MEAN_1E6 ? 2e-4 : 5e-5;
+    cr_expect(!any_nan(gdx, n), "%s: dx has NaN", tc->name);
+    check_vec("dx", tc->name, gdx, rdx, n, tol_dx);
+    check_vec("dgamma", tc->name, gdg, rdg, C, 1e-4);
+    check_vec("dbeta", tc->name, gdb, rdb, C, 1e-4);
+
+    /* ---- backward with frozen running statistics ---- */
+    cl_mem mdx2 = dev_from_double(NULL, n, NAN);
+    a.dx        = clnorm_buf(mdx2, 0);
+    st          = clnorm_bn_backward_frozen(H.ctx, H.q, &d, &a, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "%s: backward_frozen: %s", tc->name, clnorm_last_error(H.ctx));
+    ref_bn_backward_frozen(v, x, dy, gp, grm, grv, d.epsilon, rdx, rdg, rdb);
+    dev_to_double(mdx2, n, gdx);
+    dev_to_double(mdg, C, gdg);
+    dev_to_double(mdb, C, gdb);
+    check_vec("frozen dx", tc->name, gdx, rdx, n, 2e-5);
+    check_vec("frozen dgamma", tc->name, gdg, rdg, C, tc->data == DATA_MEAN_1E6 ? 1e-3 : 1e-4);
+    check_vec("frozen dbeta", tc->name, gdb, rdb, C, 1e-4);
+
+    cl_mem all[] = {mx, my, mg, mb, mrm, mrv, msm, msi, my2, mdy, mdx, mdg, mdb, mdx2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+        clReleaseMemObject(all[i]);
+    double *hs[] = {x, dy, g, b, rm, rv, ry, rmean, rinv, rrm, rrv, gy, gm, gi, grm, grv,
+                    var_ref, mean_ref, ry2, gy2, rdx, rdg, rdb, gdx, gdg, gdb};
+    for (size_t i = 0; i < sizeof hs / sizeof *hs; ++i)
+        free(hs[i]);
+}
+
+#define SP CLNORM_BN_SPATIAL
+#define PA CLNORM_BN_PER_ACTIVATION
+#define NCHW CLNORM_NCHW
+#define NHWC CLNORM_NHWC
+
+static bn_case cases[] = {
+    {"N=1 NCHW", SP, NCHW, 4, {1, 8, 5, 7}, DATA_NORMAL, 1, 1},
+    {"N=1 NHWC", SP, NHWC, 4, {1, 5, 7, 8}, DATA_NORMAL, 1, 1},
+    {"C=1 NCHW", SP, NCHW, 4, {4, 1, 9, 11}, DATA_NORMAL, 1, 1},
+    {"C=1 NHWC", SP, NHWC, 4, {4, 9, 11, 1}, DATA_NORMAL, 0, 0},
+    {"spatial 1 NCHW", SP, NCHW, 4, {16, 32, 1, 1}, DATA_NORMAL, 1, 1},
+    {"spatial 1 NHWC", SP, NHWC, 4, {16, 1, 1, 32}, DATA_NORMAL, 1, 1},
+    {"3x5x33x17 NCHW", SP, NCHW, 4, {3, 5, 33, 17}, DATA_NORMAL, 1, 1},
+    {"3x5x33x17 NHWC", SP, NHWC, 4, {3, 33, 17, 5}, DATA_NORMAL, 1, 0},
+    {"3x5x33x17 no affine", SP, NCHW, 4, {3, 5, 33, 17}, DATA_NORMAL, 0, 1},
+    {"2x3x512x512 NCHW", SP, NCHW, 4, {2, 3, 512, 512}, DATA_NORMAL, 1, 1},
+    {"2x3x512x512 NHWC", SP, NHWC, 4, {2, 512, 512, 3}, DATA_NORMAL, 1, 1},
+    {"4x2048x3x3 NCHW", SP, NCHW, 4, {4, 2048, 3, 3}, DATA_NORMAL, 1, 1},
+    {"4x2048x3x3 NHWC", SP, NHWC, 4, {4, 3, 3, 2048}, DATA_NORMAL, 1, 1},
+    {"3-D spatial NCHW", SP, NCHW, 5, {2, 3, 4, 5, 6}, DATA_NORMAL, 1, 1},
+    {"3-D spatial NHWC", SP, NHWC, 5, {2, 4, 5, 6, 3}, DATA_NORMAL, 1, 1},
+    {"rank 2 spatial", SP, NCHW, 2, {50, 7}, DATA_NORMAL, 1, 1},
+    {"per-activation 1000x3", PA, NCHW, 2, {1000, 3}, DATA_NORMAL, 1, 1},
+    {"per-activation 7x4096", PA, NCHW, 2, {7, 4096}, DATA_NORMAL, 1, 1},
+    {"per-activation 6x4x5x3", PA, NHWC, 4, {6, 4, 5, 3}, DATA_NORMAL, 1, 0},
+    {"mean 1e4 NCHW", SP, NCHW, 4, {8, 4, 16, 16}, DATA_MEAN_1E4, 1, 1},
+    {"mean 1e4 NHWC", SP, NHWC, 4, {8, 16, 16, 4}, DATA_MEAN_1E4, 1, 1},
+    {"mean 1e6 NCHW", SP, NCHW, 4, {8, 4, 16, 16}, DATA_MEAN_1E6, 1, 1},
+    {"mean 1e6 NHWC", SP, NHWC, 4, {8, 16, 16, 4}, DATA_MEAN_1E6, 1, 1},
+    {"mean 1e6 long NCHW", SP, NCHW, 4, {4, 2, 300, 300}, DATA_MEAN_1E6, 1, 1},
+    {"mean 1e6 per-activation", PA, NCHW, 2, {5000, 6}, DATA_MEAN_1E6, 1, 1},
+    {"constant channel NCHW", SP, NCHW, 4, {3, 4, 10, 10}, DATA_CONSTANT, 1, 1},
+    {"constant channel NHWC", SP, NHWC, 4, {3, 10, 10, 4}, DATA_CONSTANT, 1, 1},
+    {"outlier first NCHW", SP, NCHW, 4, {4, 3, 20, 20}, DATA_OUTLIER_FIRST, 1, 1},
+    {"outlier first NHWC", SP, NHWC, 4, {4, 20, 20, 3}, DATA_OUTLIER_FIRST, 1, 1},
+    {"N*spatial = 1 biased", SP, NCHW, 4, {1, 16, 1, 1}, DATA_NORMAL, 1, 0},
+};
+
+ParameterizedTestParameters(bn, grid)
+{
+    return cr_make_param_array(bn_case, cases, sizeof cases / sizeof *cases);
+}
+
+ParameterizedTest(bn_case *tc, bn, grid, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    run_case(tc);
+}
+
+/* Two runs of every operation on the same inputs give the same bits. */
+static void run_all(const clnorm_bn_desc *d, size_t n, size_t C, const double *x, const double *dy,
+                    float *out, size_t *out_n)
+{
+    cl_mem mx = dev_from_double(x, n, 0), mdy = dev_from_double(dy, n, 0);
+    cl_mem my = dev_from_double(NULL, n, 0), mdx = dev_from_double(NULL, n, 0);
+    cl_mem vecs[6];
+    for (int i = 0; i < 6; ++i)
+        vecs[i] = dev_from_double(NULL, C, i == 3 ? 1.0f : 0.0f);
+    clnorm_bn_args a;
+    memset(&a, 0, sizeof a);
+    a.x = clnorm_buf(mx, 0);
+    a.y = clnorm_buf(my, 0);
+    a.dy = clnorm_buf(mdy, 0);
+    a.dx = clnorm_buf(mdx, 0);
+    a.saved_mean = clnorm_buf(vecs[0], 0);
+    a.saved_invstd = clnorm_buf(vecs[1], 0);
+    a.running_mean = clnorm_buf(vecs[2], 0);
+    a.running_var = clnorm_buf(vecs[3], 0);
+    a.dgamma = clnorm_buf(vecs[4], 0);
+    a.dbeta = clnorm_buf(vecs[5], 0);
+    cr_assert_eq(clnorm_bn_forward_training(H.ctx, H.q, d, &a, 0, NULL, NULL), CLNORM_SUCCESS);
+    cr_assert_eq(clnorm_bn_backward(H.ctx, H.q, d, &a, 0, NULL, NULL), CLNORM_SUCCESS);
+    size_t k = 0;
+    dev_read(my, n * 4, out + k);
+    k += n;
+    dev_read(mdx, n * 4, out + k);
+    k += n;
+    for (int i = 0; i < 6; ++i, k += C)
+        dev_read(vecs[i], C * 4, out + k);
+    *out_n = k;
+    cl_mem all[] = {mx, mdy, my, mdx};
+    for (int i = 0; i < 4; ++i)
+        clReleaseMemObject(all[i]);
+    for (int i = 0; i < 6; ++i)
+        clReleaseMemObject(vecs[i]);
+}
+
+Test(bn, deterministic, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    static const struct { clnorm_layout l; size_t dims[4]; } shapes[] = {
+        {CLNORM_NCHW, {4, 6, 129, 131}}, {CLNORM_NHWC, {4, 129, 131, 6}}};
+    for (size_t s = 0; s < 2; ++s) {
+        clnorm_bn_desc d;
+        clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, shapes[s].l, 4, shapes[s].dims);
+        size_t n = 4 * 6 * 129 * 131, C = 6, m1 = 0, m2 = 0;
+        ref_rng r = ref_rng_seed(7);
+        double *x = dalloc(n), *dy = dalloc(n);
+        ref_fill_normal(&r, x, n, 3.0, 2.0);
+        ref_fill_normal(&r, dy, n, 0.0, 1.0);
+        float *o1 = malloc((2 * n + 6 * C) * sizeof *o1), *o2 = malloc((2 * n + 6 * C) * sizeof *o2);
+        run_all(&d, n, C, x, dy, o1, &m1);
+        run_all(&d, n, C, x, dy, o2, &m2);
+        cr_assert_eq(m1, m2);
+        cr_expect(memcmp(o1, o2, m1 * sizeof *o1) == 0, "layout %d: two runs differ", (int)shapes[s].l);
+        free(x);
+        free(dy);
+        free(o1);
+        free(o2);
+    }
+}
+
+/* The unbiased running variance is undefined for one value per channel:
+ * a specific status, and nothing written. */
+Test(bn, single_value_unbiased_rejected, .init = harness_init, .fini = harness_fini)
+{
+    size_t dims[4] = {1, 16, 1, 1};
+    clnorm_bn_desc d;
+    clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, dims);
+    cl_mem mx = dev_from_double(NULL, 16, 1.0f), my = dev_from_double(NULL, 16, 42.0f);
+    cl_mem rv = dev_from_double(NULL, 16, 7.0f);
+    clnorm_bn_args a;
+    memset(&a, 0, sizeof a);
+    a.x = clnorm_buf(mx, 0);
+    a.y = clnorm_buf(my, 0);
+    a.running_var = clnorm_buf(rv, 0);
+    cr_assert_eq(clnorm_bn_forward_training(H.ctx, H.q, &d, &a, 0, NULL, NULL), CLNORM_ERROR_INVALID_SHAPE);
+    cr_expect(strstr(clnorm_last_error(H.ctx), "running variance") != NULL, "message: %s",
+              clnorm_last_error(H.ctx));
+    double out[16];
+    dev_to_double(my, 16, out);
+    for (int i = 0; i < 16; ++i)
+        cr_expect_eq(out[i], 42.0);
+    dev_to_double(rv, 16, out);
+    for (int i = 0; i < 16; ++i)
+        cr_expect_eq(out[i], 7.0);
+    clReleaseMemObject(mx);
+    clReleaseMemObject(my);
+    clReleaseMemObject(rv);
+}
