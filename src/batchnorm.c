@@ -18,10 +18,15 @@ enum {
     K_BWD_COLS,
     K_BWD_COMBINE,
     K_DX_ROWS,
-    K_DX_COLS
+    K_DX_COLS,
+    K_STATS_COLS8,
+    K_BWD_COLS8,
+    K_APPLY_COLS8,
+    K_DX_COLS8
 };
 
-#define APPLY_ROWS 8 /* matches the kernel default */
+#define APPLY_ROWS 8      /* matches the kernels' defaults */
+#define COL_APPLY_ROWS 64
 
 /* The tensor as (O, C, I) and how its reduction is split. */
 typedef struct bn_plan {
@@ -64,9 +69,11 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
         p->W  = p->C;
         p->Ip = 1;
     } else {
+        /* CPU work-items own 8 columns each, GPU work-items one */
+        size_t per = t->cpu_style ? 8 : 1, units = clnorm_div_up(p->C * p->I, per);
         p->W = p->C * p->I;
-        p->R = t->chunk < p->O ? t->chunk : p->O;
-        while (p->W * clnorm_div_up(p->O, p->R) < t->min_parallel && p->R > 8)
+        p->R = t->chunk / per < p->O ? t->chunk / per : p->O;
+        while (units * clnorm_div_up(p->O, p->R) < t->min_parallel && p->R > 16)
             p->R /= 2;
         p->K  = clnorm_div_up(p->O, p->R);
         p->S  = 1;
@@ -245,12 +252,13 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
         size_t lx = ctx->tune.lx, g[3] = {lx, p->C, p->K}, l[3] = {lx, 1, 1};
         CHECK(clnorm_seq_run(ctx, seq, k, 3, g, l));
     } else {
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_COLS, &k));
+        int cpu = ctx->tune.cpu_style;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cpu ? K_STATS_COLS8 : K_STATS_COLS, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O), KARG(W), KARG(R), KARG(K),
                               KARG(ws),       KARG(poff)};
         CHECK(clnorm_set_args(ctx, k, args, 8));
-        size_t lw = p->W < 64 ? p->W : 64;
-        size_t g[2] = {clnorm_round_up(p->W, lw), p->K}, l[2] = {lw, 1};
+        size_t units = cpu ? clnorm_div_up(p->W, 8) : p->W, lw = cpu ? 1 : (units < 64 ? units : 64);
+        size_t g[2] = {clnorm_round_up(units, lw), p->K}, l[2] = {lw, 1};
         CHECK(clnorm_seq_run(ctx, seq, k, 2, g, l));
     }
 
@@ -309,12 +317,14 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
         size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
         return clnorm_seq_run(ctx, seq, k, 2, g, l);
     }
-    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_COLS, &k));
+    int cpu = ctx->tune.cpu_style;
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cpu ? K_APPLY_COLS8 : K_APPLY_COLS, &k));
     clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                           KARG(C),        KARG(O),    KARG(ws),       KARG(cofs)};
     CHECK(clnorm_set_args(ctx, k, args, 8));
-    size_t lc = p->C < 64 ? p->C : 64;
-    size_t g[2] = {clnorm_round_up(p->C, lc), clnorm_div_up(p->O, APPLY_ROWS)}, l[2] = {lc, 1};
+    size_t units = cpu ? clnorm_div_up(p->C, 8) : p->C, lc = cpu ? 1 : (units < 64 ? units : 64);
+    size_t g[2] = {clnorm_round_up(units, lc), clnorm_div_up(p->O, cpu ? COL_APPLY_ROWS : APPLY_ROWS)};
+    size_t l[2] = {lc, 1};
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
@@ -444,13 +454,14 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             size_t lx = ctx->tune.lx, g[3] = {lx, p.C, p.K}, l[3] = {lx, 1, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 3, g, l));
         } else {
-            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_COLS, &k));
+            int cpu = ctx->tune.cpu_style;
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, cpu ? K_BWD_COLS8 : K_BWD_COLS, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                                KARG(mean.mem), KARG(moff), KARG(O), KARG(W), KARG(I), KARG(R),
                                KARG(K), KARG(ws), KARG(poff)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 13));
-            size_t lw = p.W < 64 ? p.W : 64;
-            size_t g[2] = {clnorm_round_up(p.W, lw), p.K}, l[2] = {lw, 1};
+            size_t units = cpu ? clnorm_div_up(p.W, 8) : p.W, lw = cpu ? 1 : (units < 64 ? units : 64);
+            size_t g[2] = {clnorm_round_up(units, lw), p.K}, l[2] = {lw, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         }
     }
@@ -484,13 +495,15 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         } else {
-            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_COLS, &k));
+            int cpu = ctx->tune.cpu_style;
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, cpu ? K_DX_COLS8 : K_DX_COLS, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                                KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
                                KARG(ws), KARG(cofs)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 11));
-            size_t lc = p.C < 64 ? p.C : 64;
-            size_t g[2] = {clnorm_round_up(p.C, lc), clnorm_div_up(p.O, APPLY_ROWS)}, l[2] = {lc, 1};
+            size_t units = cpu ? clnorm_div_up(p.C, 8) : p.C, lc = cpu ? 1 : (units < 64 ? units : 64);
+            size_t g[2] = {clnorm_round_up(units, lc), clnorm_div_up(p.O, cpu ? COL_APPLY_ROWS : APPLY_ROWS)};
+            size_t l[2] = {lc, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         }
     }

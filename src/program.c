@@ -12,7 +12,8 @@
 static const char *const bn_kernels[] = {
     "bn_stats_rows", "bn_stats_cols",  "bn_stats_combine", "bn_coef_running", "bn_apply_rows",
     "bn_apply_cols", "bn_bwd_rows",    "bn_bwd_cols",      "bn_bwd_combine",  "bn_dx_rows",
-    "bn_dx_cols",    NULL};
+    "bn_dx_cols",    "bn_stats_cols8", "bn_bwd_cols8",   "bn_apply_cols8",  "bn_dx_cols8",
+    NULL};
 static const char *const rownorm_kernels[] = {NULL};
 
 static const char *const *family_kernels[FAMILY_COUNT_] = {bn_kernels, rownorm_kernels};

@@ -1,0 +1,385 @@
+/* bench.c: clnorm's benchmark. Measures the device's own copy bandwidth with
+ * a copy kernel, then times each operation (warm-up, median of repetitions)
+ * and reports GB/s at minimal traffic and the fraction of copy bandwidth. */
+#include "clnorm/clnorm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAIL(...)                         \
+    do {                                  \
+        fprintf(stderr, __VA_ARGS__);     \
+        fputc('\n', stderr);              \
+        exit(1);                          \
+    } while (0)
+
+static clnorm_context  *ctx;
+static cl_context       cl;
+static cl_command_queue q;
+static int              reps = 10;
+static double           copy_gbs, triad_gbs;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- the reference kernels: copy, two reads + one write, empty ---------- */
+
+static const char *ref_src =
+    "__kernel void copy8(__global const float8 *x, __global float8 *y, ulong n8) {\n"
+    "  ulong i = get_global_id(0); if (i < n8) y[i] = x[i];\n"
+    "}\n"
+    "__kernel void copy_stride(__global const float8 *x, __global float8 *y, ulong n8) {\n"
+    "  for (ulong i = get_global_id(0); i < n8; i += get_global_size(0)) y[i] = x[i];\n"
+    "}\n"
+    "__kernel void copy_chunk(__global const float8 *x, __global float8 *y, ulong n8) {\n"
+    "  ulong per = (n8 + get_global_size(0) - 1) / get_global_size(0);\n"
+    "  ulong i = get_global_id(0) * per, e = min(n8, i + per);\n"
+    "  for (; i < e; ++i) y[i] = x[i];\n"
+    "}\n"
+    "__kernel void add8(__global const float8 *a, __global const float8 *b, __global float8 *y, ulong n8) {\n"
+    "  ulong i = get_global_id(0); if (i < n8) y[i] = a[i] + b[i];\n"
+    "}\n"
+    "__kernel void empty(void) {}\n";
+static cl_kernel k_copy, k_add, k_empty, k_copy_stride, k_copy_chunk;
+
+static cl_mem alloc_buf(size_t bytes, float value)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(cl, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        FAIL("clCreateBuffer(%zu): %d", bytes, err);
+    err = clEnqueueFillBuffer(q, m, &value, sizeof value, 0, bytes, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        FAIL("clEnqueueFillBuffer: %d", err);
+    return m;
+}
+
+typedef void (*run_fn)(void *arg);
+
+/* Median seconds of one call of fn (enqueue + clFinish), after warm-up. */
+static double time_median(run_fn fn, void *arg)
+{
+    double t[256];
+    int    n = reps > 256 ? 256 : reps;
+    fn(arg);
+    clFinish(q);
+    fn(arg);
+    clFinish(q);
+    for (int i = 0; i < n; ++i) {
+        double t0 = now();
+        fn(arg);
+        clFinish(q);
+        t[i] = now() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+typedef struct { cl_kernel k; size_t global, local; } kcall;
+static void run_kernel(void *arg)
+{
+    kcall *c = arg;
+    size_t g = c->global, l = c->local;
+    cl_int err = clEnqueueNDRangeKernel(q, c->k, 1, NULL, &g, l ? &l : NULL, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        FAIL("enqueue reference kernel: %d", err);
+}
+
+static void set3(cl_kernel k, cl_mem a, cl_mem b, cl_ulong n)
+{
+    clSetKernelArg(k, 0, sizeof a, &a);
+    clSetKernelArg(k, 1, sizeof b, &b);
+    clSetKernelArg(k, 2, sizeof n, &n);
+}
+
+/* The device's copy bandwidth: the best of a few copy-kernel shapes (one
+ * float8 per work-item, grid-stride, contiguous chunk per work-item), so the
+ * yardstick is what a good copy achieves, not a weak one. */
+static void measure_reference(size_t bytes)
+{
+    cl_int       err;
+    cl_device_id dev = clnorm_context_device(ctx);
+    cl_program   p   = clCreateProgramWithSource(cl, 1, &ref_src, NULL, &err);
+    if (err != CL_SUCCESS || clBuildProgram(p, 1, &dev, "", NULL, NULL) != CL_SUCCESS)
+        FAIL("building the copy kernel failed");
+    k_copy        = clCreateKernel(p, "copy8", &err);
+    k_copy_stride = clCreateKernel(p, "copy_stride", &err);
+    k_copy_chunk  = clCreateKernel(p, "copy_chunk", &err);
+    k_add         = clCreateKernel(p, "add8", &err);
+    k_empty       = clCreateKernel(p, "empty", &err);
+    clReleaseProgram(p);
+    cl_mem   a = alloc_buf(bytes, 1), b = alloc_buf(bytes, 2), y = alloc_buf(bytes, 0);
+    cl_ulong n8 = bytes / 32;
+    clnorm_device_info info;
+    clnorm_context_device_info(ctx, &info);
+    size_t cu = info.compute_units ? info.compute_units : 1;
+    set3(k_copy, a, y, n8);
+    set3(k_copy_stride, a, y, n8);
+    set3(k_copy_chunk, a, y, n8);
+    clSetKernelArg(k_add, 0, sizeof a, &a);
+    clSetKernelArg(k_add, 1, sizeof b, &b);
+    clSetKernelArg(k_add, 2, sizeof y, &y);
+    clSetKernelArg(k_add, 3, sizeof n8, &n8);
+    kcall tries[] = {{k_copy, (size_t)n8, 64},        {k_copy, (size_t)n8, 256},
+                     {k_copy_stride, cu * 256, 64},    {k_copy_stride, cu * 2048, 256},
+                     {k_copy_chunk, cu * 4, 1},        {k_copy_chunk, cu * 64, 1}};
+    copy_gbs = 0;
+    for (size_t i = 0; i < sizeof tries / sizeof *tries; ++i) {
+        if (tries[i].local > info.max_work_group_size)
+            continue;
+        double gbs = 2.0 * bytes / time_median(run_kernel, &tries[i]) / 1e9;
+        if (gbs > copy_gbs)
+            copy_gbs = gbs;
+    }
+    kcall c2  = {k_add, (size_t)n8, 64};
+    triad_gbs = 3.0 * bytes / time_median(run_kernel, &c2) / 1e9;
+    clReleaseMemObject(a);
+    clReleaseMemObject(b);
+    clReleaseMemObject(y);
+}
+
+/* ---- batch norm cases ----------------------------------------------------- */
+
+enum dir { FWD_TRAIN, FWD_INFER, BWD, BWD_FROZEN };
+static const char *dir_name[] = {"fwd-train", "fwd-infer", "bwd", "bwd-frozen"};
+
+typedef struct bn_run {
+    clnorm_bn_desc desc;
+    clnorm_bn_args args;
+    enum dir       dir;
+} bn_run;
+
+static void run_bn(void *arg)
+{
+    bn_run       *r = arg;
+    clnorm_status st;
+    switch (r->dir) {
+    case FWD_TRAIN: st = clnorm_bn_forward_training(ctx, q, &r->desc, &r->args, 0, NULL, NULL); break;
+    case FWD_INFER: st = clnorm_bn_forward_inference(ctx, q, &r->desc, &r->args, 0, NULL, NULL); break;
+    case BWD: st = clnorm_bn_backward(ctx, q, &r->desc, &r->args, 0, NULL, NULL); break;
+    default: st = clnorm_bn_backward_frozen(ctx, q, &r->desc, &r->args, 0, NULL, NULL); break;
+    }
+    if (st != CLNORM_SUCCESS)
+        FAIL("%s: %s", clnorm_status_string(st), clnorm_last_error(ctx));
+}
+
+static int   fmt_csv, fmt_json, nrows;
+static FILE *chart;
+
+static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
+                   double bytes)
+{
+    double gbs = bytes / sec / 1e9, frac = gbs / copy_gbs;
+    if (fmt_csv)
+        printf("%s,%s,%s,%s,%.4f,%.2f,%.3f\n", op, dir, layout, shape, sec * 1e3, gbs, frac);
+    else if (fmt_json)
+        printf("%s    {\"op\": \"%s\", \"dir\": \"%s\", \"layout\": \"%s\", \"shape\": \"%s\", "
+               "\"ms\": %.4f, \"gbs\": %.2f, \"frac_copy\": %.3f}",
+               nrows ? ",\n" : "", op, dir, layout, shape, sec * 1e3, gbs, frac);
+    else
+        printf("%-10s %-10s %-6s %-22s %10.3f %9.2f %7.2f\n", op, dir, layout, shape, sec * 1e3, gbs, frac);
+    if (chart)
+        fprintf(chart, "\"%s %s %s %s\" %.3f\n", op, dir, layout, shape, frac);
+    fflush(stdout);
+    ++nrows;
+}
+
+static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, const size_t *dims,
+                     const enum dir *dirs, int ndirs)
+{
+    bn_run r;
+    memset(&r, 0, sizeof r);
+    clnorm_bn_desc_init(&r.desc, mode, layout, ndim, dims);
+    size_t n = 1, C;
+    for (size_t i = 0; i < ndim; ++i)
+        n *= dims[i];
+    C = mode == CLNORM_BN_PER_ACTIVATION ? n / dims[0] : layout == CLNORM_NCHW ? dims[1] : dims[ndim - 1];
+    cl_mem x = alloc_buf(n * 4, 1.5f), y = alloc_buf(n * 4, 0), dy = alloc_buf(n * 4, 0.25f);
+    cl_mem dx = alloc_buf(n * 4, 0), v[8];
+    for (int i = 0; i < 8; ++i)
+        v[i] = alloc_buf(C * 4, i == 5 ? 1.0f : 0.5f);
+    /* non-constant input so the statistics are not trivial */
+    {
+        float *h = malloc(n * sizeof *h);
+        unsigned s = 1;
+        for (size_t i = 0; i < n; ++i) {
+            s    = s * 1664525u + 1013904223u;
+            h[i] = (float)(s >> 8) / 16777216.0f * 4.0f - 1.0f;
+        }
+        clEnqueueWriteBuffer(q, x, CL_TRUE, 0, n * 4, h, 0, NULL, NULL);
+        free(h);
+    }
+    r.args.x = clnorm_buf(x, 0);
+    r.args.y = clnorm_buf(y, 0);
+    r.args.dy = clnorm_buf(dy, 0);
+    r.args.dx = clnorm_buf(dx, 0);
+    r.args.gamma = clnorm_buf(v[0], 0);
+    r.args.beta = clnorm_buf(v[1], 0);
+    r.args.saved_mean = clnorm_buf(v[2], 0);
+    r.args.saved_invstd = clnorm_buf(v[3], 0);
+    r.args.running_mean = clnorm_buf(v[4], 0);
+    r.args.running_var = clnorm_buf(v[5], 0);
+    r.args.dgamma = clnorm_buf(v[6], 0);
+    r.args.dbeta = clnorm_buf(v[7], 0);
+    char shape[64];
+    int  w = 0;
+    for (size_t i = 0; i < ndim; ++i)
+        w += snprintf(shape + w, sizeof shape - (size_t)w, "%s%zu", i ? "x" : "", dims[i]);
+    const char *op = mode == CLNORM_BN_PER_ACTIVATION ? "bn-peract" : "bn";
+    const char *lay = mode == CLNORM_BN_PER_ACTIVATION ? "-" : layout == CLNORM_NCHW ? "NCHW" : "NHWC";
+    for (int d = 0; d < ndirs; ++d) {
+        r.dir = dirs[d];
+        /* backward needs saved statistics from a forward */
+        if (r.dir == BWD) {
+            r.dir = FWD_TRAIN;
+            run_bn(&r);
+            r.dir = BWD;
+        }
+        fprintf(stderr, "  %s %s %s %s\n", op, dir_name[r.dir], lay, shape);
+        double sec   = time_median(run_bn, &r);
+        double bytes = (r.dir == BWD || (r.dir == BWD_FROZEN)) ? 3.0 * n * 4 : 2.0 * n * 4;
+        if (r.dir == BWD_FROZEN)
+            bytes = 3.0 * n * 4; /* frozen with dgamma reads x too */
+        report(op, dir_name[r.dir], lay, shape, sec, bytes);
+    }
+    clReleaseMemObject(x);
+    clReleaseMemObject(y);
+    clReleaseMemObject(dy);
+    clReleaseMemObject(dx);
+    for (int i = 0; i < 8; ++i)
+        clReleaseMemObject(v[i]);
+}
+
+static void bench_latency(void)
+{
+    kcall  c  = {k_empty, 1, 1};
+    double te = time_median(run_kernel, &c);
+    if (!fmt_csv && !fmt_json)
+        printf("%-10s %-10s %-6s %-22s %10.4f\n", "empty", "kernel", "-", "1", te * 1e3);
+    static const enum dir all[] = {FWD_TRAIN, FWD_INFER, BWD, BWD_FROZEN};
+    size_t tiny[4] = {2, 4, 4, 4}, pa[2] = {1, 8};
+    bench_bn(CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, tiny, all, 4);
+    bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa, all, 4);
+    if (!fmt_csv && !fmt_json)
+        printf("(tiny shapes: compare ms with the empty kernel's enqueue + finish above)\n");
+}
+
+static void usage(void)
+{
+    printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
+           "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
+           "  GB/s at minimal traffic (forward 2x the tensor, backward 3x) and the fraction\n"
+           "  of copy bandwidth. Device: CLNORM_DEVICE as for the library.\n");
+}
+
+int main(int argc, char **argv)
+{
+    int         quick = 0;
+    size_t      N = 32;
+    const char *chart_path = NULL;
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--csv"))
+            fmt_csv = 1;
+        else if (!strcmp(argv[i], "--json"))
+            fmt_json = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            N = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--chart") && i + 1 < argc)
+            chart_path = argv[++i];
+        else {
+            usage();
+            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+        }
+    }
+    if (reps < 1)
+        reps = 1;
+    clnorm_status st = clnorm_context_create_default(NULL, &ctx);
+    if (st != CLNORM_SUCCESS)
+        FAIL("clnorm: %s: %s", clnorm_status_string(st), clnorm_last_error(NULL));
+    cl = clnorm_context_cl_context(ctx);
+    q  = clnorm_context_queue(ctx);
+    clnorm_device_info info;
+    clnorm_context_device_info(ctx, &info);
+    fprintf(stderr, "device: %s (%s)\n", info.name, info.platform_name);
+    measure_reference(quick ? ((size_t)64 << 20) : ((size_t)256 << 20));
+    char tmp_data[] = "/tmp/clnorm-chart-XXXXXX";
+    if (chart_path) {
+        int fd = mkstemp(tmp_data);
+        chart  = fd >= 0 ? fdopen(fd, "w") : NULL;
+    }
+    if (fmt_csv)
+        printf("op,dir,layout,shape,ms,gbs,frac_copy\n");
+    else if (fmt_json)
+        printf("{\"device\": \"%s\", \"copy_gbs\": %.2f, \"read2write1_gbs\": %.2f, \"results\": [\n",
+               info.name, copy_gbs, triad_gbs);
+    else {
+        printf("device: %s (%s, %u CUs)\n", info.name, info.platform_name, info.compute_units);
+        printf("copy bandwidth (own copy kernel, read+write): %.2f GB/s; two reads + one write: %.2f GB/s\n",
+               copy_gbs, triad_gbs);
+        printf("%-10s %-10s %-6s %-22s %10s %9s %7s\n", "op", "dir", "layout", "shape", "median ms", "GB/s",
+               "x copy");
+    }
+
+    static const enum dir all[] = {FWD_TRAIN, FWD_INFER, BWD, BWD_FROZEN};
+    static const size_t resnet[][3] = {{64, 112, 112}, {64, 56, 56},   {256, 56, 56}, {128, 28, 28},
+                                       {512, 28, 28},  {256, 14, 14}, {1024, 14, 14}, {2048, 7, 7}};
+    size_t nres = quick ? 2 : sizeof resnet / sizeof *resnet;
+    for (int lay = 0; lay < 2; ++lay)
+        for (size_t s = 0; s < nres; ++s) {
+            size_t si = quick ? s * 2 + 1 : s;
+            size_t d[4];
+            if (lay == 0) {
+                d[0] = N; d[1] = resnet[si][0]; d[2] = resnet[si][1]; d[3] = resnet[si][2];
+            } else {
+                d[0] = N; d[1] = resnet[si][1]; d[2] = resnet[si][2]; d[3] = resnet[si][0];
+            }
+            bench_bn(CLNORM_BN_SPATIAL, lay == 0 ? CLNORM_NCHW : CLNORM_NHWC, 4, d, all, 4);
+        }
+    size_t pa1[2] = {512, 4096}, pa2[2] = {65536, 64};
+    bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa1, all, 4);
+    bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa2, all, 4);
+    bench_latency();
+
+    if (fmt_json)
+        printf("\n]}\n");
+    else if (!fmt_csv)
+        printf("copy bandwidth %.2f GB/s (median of %d)\n", copy_gbs, reps);
+    if (chart) {
+        fclose(chart);
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd,
+                 "gnuplot -e \"set terminal svg size 1400,700; set output '%s'; set style data histogram;"
+                 " set style fill solid; set xtics rotate by -60 font ',8'; set yrange [0:1.2];"
+                 " set ylabel 'fraction of copy bandwidth'; set key off;"
+                 " plot '%s' using 2:xtic(1)\"",
+                 chart_path, tmp_data);
+        if (system(cmd) != 0)
+            fprintf(stderr, "gnuplot failed; data left in %s\n", tmp_data);
+        else
+            remove(tmp_data);
+    }
+    clReleaseKernel(k_copy);
+    clReleaseKernel(k_copy_stride);
+    clReleaseKernel(k_copy_chunk);
+    clReleaseKernel(k_add);
+    clReleaseKernel(k_empty);
+    clnorm_context_destroy(ctx);
+    return 0;
+}
