@@ -177,6 +177,7 @@ static void run_bn(void *arg)
 }
 
 static int   fmt_csv, fmt_json, nrows;
+static const char *ab_var; /* --ab VAR: time each case without and with VAR=1 */
 static FILE *chart;
 
 static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
@@ -250,6 +251,19 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
         }
         fprintf(stderr, "  %s %s %s %s\n", op, dir_name[r.dir], lay, shape);
         double sec   = time_median(run_bn, &r);
+        if (ab_var) {
+            /* interleaved A/B in one process: ratios survive a noisy machine */
+            double a = 0, b = 0;
+            for (int rep = 0; rep < 3; ++rep) {
+                unsetenv(ab_var);
+                a += time_median(run_bn, &r);
+                setenv(ab_var, "1", 1);
+                b += time_median(run_bn, &r);
+            }
+            unsetenv(ab_var);
+            printf("A/B %-10s %-10s %-6s %-22s  without %s %.3f ms, with %.3f ms, ratio %.2f\n", op,
+                   dir_name[r.dir], lay, shape, ab_var, a / 3 * 1e3, b / 3 * 1e3, b / a);
+        }
         double bytes = (r.dir == BWD || (r.dir == BWD_FROZEN)) ? 3.0 * n * 4 : 2.0 * n * 4;
         if (r.dir == BWD_FROZEN)
             bytes = 3.0 * n * 4; /* frozen with dgamma reads x too */
@@ -280,6 +294,7 @@ static void bench_latency(void)
 static void usage(void)
 {
     printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
+           "                    [--ab VAR]  (A/B: each case without and with VAR=1 set)\n"
            "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
            "  GB/s at minimal traffic (forward 2x the tensor, backward 3x) and the fraction\n"
            "  of copy bandwidth. Device: CLNORM_DEVICE as for the library.\n");
@@ -301,6 +316,8 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             N = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--ab") && i + 1 < argc)
+            ab_var = argv[++i];
         else if (!strcmp(argv[i], "--chart") && i + 1 < argc)
             chart_path = argv[++i];
         else {

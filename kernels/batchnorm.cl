@@ -10,6 +10,19 @@
 #define APPLY_ROWS 8 /* rows per work-item in the column-layout apply */
 #endif
 
+/* Per-channel coefficients live as four arrays of C values (structure of
+ * arrays), so 8 neighbouring channels load as vectors. */
+#define COEF_LOAD(coef, C, c) \
+    ((real4)((coef)[c], (coef)[(C) + (c)], (coef)[2 * (C) + (c)], (coef)[3 * (C) + (c)]))
+#define COEF_STORE(coef, C, c, v)              \
+    do {                                       \
+        real4 v_ = (v);                        \
+        (coef)[c]             = v_.x;          \
+        (coef)[(C) + (c)]     = v_.y;          \
+        (coef)[2 * (C) + (c)] = v_.z;          \
+        (coef)[3 * (C) + (c)] = v_.w;          \
+    } while (0)
+
 #ifndef SPAN
 #define SPAN 256 /* values a CPU work-item reduces by two passes over L1 */
 #endif
@@ -140,7 +153,7 @@ __kernel void bn_stats_cols(__global const store_t *x, ulong xoff, uint O, uint 
 
 /* One work-item per channel merges its K*Ip partials in a fixed order and
  * writes the saved statistics, the running averages and the apply
- * coefficients coef[c] = (mean_hi, mean_lo, gamma*invstd, beta). */
+ * coefficients (mean_hi, mean_lo, gamma*invstd, beta) of channel c. */
 __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, uint C, uint Ip, real M,
                                real eps, real f, real bessel,
                                __global const real *gamma, ulong goff,
@@ -149,7 +162,7 @@ __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, u
                                __global real *sinv, ulong sioff,
                                __global real *rmean, ulong rmoff,
                                __global real *rvar, ulong rvoff,
-                               __global real4 *coef, ulong cofs)
+                               __global real *coef, ulong cofs)
 {
     uint c = get_global_id(0);
     if (c >= C)
@@ -173,14 +186,14 @@ __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, u
         rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
     if (rvar)
         rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
-    coef[c] = (real4)(acc.y, acc.z, g * inv, b);
+    COEF_STORE(coef, C, c, (real4)(acc.y, acc.z, g * inv, b));
 }
 
 /* Apply coefficients from running statistics (inference). */
 __kernel void bn_coef_running(uint C, real eps, __global const real *rmean, ulong rmoff,
                               __global const real *rvar, ulong rvoff,
                               __global const real *gamma, ulong goff,
-                              __global const real *beta, ulong boff, __global real4 *coef, ulong cofs)
+                              __global const real *beta, ulong boff, __global real *coef, ulong cofs)
 {
     uint c = get_global_id(0);
     if (c >= C)
@@ -189,23 +202,24 @@ __kernel void bn_coef_running(uint C, real eps, __global const real *rmean, ulon
     real inv = (real)1 / sqrt(rvar[rvoff + c] + eps);
     real g   = gamma ? gamma[goff + c] : (real)1;
     real b   = beta ? beta[boff + c] : (real)0;
-    coef[c]  = (real4)(rmean[rmoff + c], (real)0, g * inv, b);
+    COEF_STORE(coef, C, c, (real4)(rmean[rmoff + c], (real)0, g * inv, b));
 }
 
 /* ---- elementwise: y = ((x - mean_hi) - mean_lo) * scale + beta ---------- */
+
 
 inline real8 bn_apply8(real8 v, real4 k) { return ((v - k.x) - k.y) * k.z + k.w; }
 
 /* I > 1: work-item (t, r) handles 8 elements of row r = o*C + c. */
 __kernel void bn_apply_rows(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                            uint C, uint I, ulong rows, __global const real4 *coef, ulong cofs)
+                            uint C, uint I, ulong rows, __global const real *coef, ulong cofs)
 {
     coef += cofs;
     uint  i = get_global_id(0) * 8;
     ulong r = get_global_id(1);
     if (r >= rows || i >= I)
         return;
-    real4 k = coef[r % C];
+    real4 k = COEF_LOAD(coef, C, r % C);
     x += xoff + r * I;
     y += yoff + r * I;
     if (i + 8 <= I) {
@@ -218,13 +232,13 @@ __kernel void bn_apply_rows(__global const store_t *x, ulong xoff, __global stor
 
 /* I == 1: work-item (c, t) handles channel c in rows [t*APPLY_ROWS, ...). */
 __kernel void bn_apply_cols(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                            uint C, uint O, __global const real4 *coef, ulong cofs)
+                            uint C, uint O, __global const real *coef, ulong cofs)
 {
     coef += cofs;
     uint c = get_global_id(0), o = get_global_id(1) * APPLY_ROWS;
     if (c >= C || o >= O)
         return;
-    real4 k = coef[c];
+    real4 k = COEF_LOAD(coef, C, c);
     uint o1 = min(O, o + APPLY_ROWS);
     for (; o < o1; ++o) {
         ulong e = (ulong)o * C + c;
@@ -311,7 +325,7 @@ __kernel void bn_bwd_cols(__global const store_t *x, ulong xoff, __global const 
 }
 
 /* Per channel: dbeta = sum dy, dgamma = invstd * sum dy*(x - mean), and the
- * dx coefficients coef[c] = (mean, k, a, b) for dx = a*((dy - b) - (x - mean)*k).
+ * dx coefficients (mean, k, a, b) of channel c for dx = a*((dy - b) - (x - mean)*k).
  * frozen != 0: invstd from running variance, dx = a*dy (k = b = 0).
  * inv_src holds invstd, or the running variance when frozen. */
 __kernel void bn_bwd_combine(__global const real4 *part, ulong poff, uint K, uint C, uint Ip, real M,
@@ -321,7 +335,7 @@ __kernel void bn_bwd_combine(__global const real4 *part, ulong poff, uint K, uin
                              __global const real *gamma, ulong goff,
                              __global real *dgamma, ulong dgoff,
                              __global real *dbeta, ulong dboff,
-                             __global real4 *coef, ulong cofs)
+                             __global real *coef, ulong cofs)
 {
     uint c = get_global_id(0);
     if (c >= C)
@@ -346,9 +360,9 @@ __kernel void bn_bwd_combine(__global const real4 *part, ulong poff, uint K, uin
         dbeta[dboff + c] = sdy;
     real a = g * inv;
     if (frozen)
-        coef[c] = (real4)(mean[moff + c], (real)0, a, (real)0);
+        COEF_STORE(coef, C, c, (real4)(mean[moff + c], (real)0, a, (real)0));
     else
-        coef[c] = (real4)(mean[moff + c], inv * dg / M, a, sdy / M);
+        COEF_STORE(coef, C, c, (real4)(mean[moff + c], inv * dg / M, a, sdy / M));
 }
 
 inline real8 bn_dx8(real8 d, real8 v, real4 k) { return k.z * ((d - k.w) - (v - k.x) * k.y); }
@@ -356,14 +370,14 @@ inline real8 bn_dx8(real8 d, real8 v, real4 k) { return k.z * ((d - k.w) - (v - 
 /* dx for I > 1; use_x == 0 (frozen) never reads x. */
 __kernel void bn_dx_rows(__global const store_t *x, ulong xoff, __global const store_t *dy,
                          ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint I,
-                         ulong rows, int use_x, __global const real4 *coef, ulong cofs)
+                         ulong rows, int use_x, __global const real *coef, ulong cofs)
 {
     coef += cofs;
     uint  i = get_global_id(0) * 8;
     ulong r = get_global_id(1);
     if (r >= rows || i >= I)
         return;
-    real4 k = coef[r % C];
+    real4 k = COEF_LOAD(coef, C, r % C);
     ulong base = r * I;
     if (i + 8 <= I) {
         real8 d = LOAD8(dy, dyoff + base + i);
@@ -380,13 +394,13 @@ __kernel void bn_dx_rows(__global const store_t *x, ulong xoff, __global const s
 
 __kernel void bn_dx_cols(__global const store_t *x, ulong xoff, __global const store_t *dy,
                          ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
-                         int use_x, __global const real4 *coef, ulong cofs)
+                         int use_x, __global const real *coef, ulong cofs)
 {
     coef += cofs;
     uint c = get_global_id(0), o = get_global_id(1) * APPLY_ROWS;
     if (c >= C || o >= O)
         return;
-    real4 k = coef[c];
+    real4 k = COEF_LOAD(coef, C, c);
     uint o1 = min(O, o + APPLY_ROWS);
     for (; o < o1; ++o) {
         ulong e = (ulong)o * C + c;
@@ -396,78 +410,11 @@ __kernel void bn_dx_cols(__global const store_t *x, ulong xoff, __global const s
     }
 }
 
-/* ---- CPU column kernels: one work-item owns 8 neighbouring columns -------
- * Explicit 8-wide vectors make the loads contiguous and the arithmetic SIMD
- * whatever the implementation does with work-items. Columns j..j+7 of
- * W = C*I; the last work-item may own fewer than 8 and takes the scalar path. */
+/* ---- CPU helpers for the channels-last walks ------------------------------ */
 
 #ifndef COL_BLOCK
 #define COL_BLOCK 16 /* rows per two-pass block */
 #endif
-
-typedef struct { real n; real8 hi, lo, m2; } stat8;
-
-inline void stat8_merge(stat8 *a, real nb, real8 bhi, real8 blo, real8 bm2)
-{
-    if (a->n == (real)0) {
-        a->n = nb; a->hi = bhi; a->lo = blo; a->m2 = bm2;
-        return;
-    }
-    real  nn    = a->n + nb;
-    real  wb    = nb / nn;
-    real8 delta = (bhi - a->hi) + (blo - a->lo);
-    a->m2 += bm2 + delta * delta * (a->n * wb);
-    real8 l  = a->lo + delta * wb;
-    real8 sm = a->hi + l;
-    real8 bb = sm - a->hi;
-    a->lo    = (a->hi - (sm - bb)) + (l - bb);
-    a->hi    = sm;
-    a->n     = nn;
-}
-
-__kernel void bn_stats_cols8(__global const store_t *x, ulong xoff, uint O, uint W, uint R, uint K,
-                             __global real4 *part, ulong poff)
-{
-    uint j = get_global_id(0) * 8, k = get_global_id(1);
-    if (j >= W || k >= K)
-        return;
-    x += xoff + j;
-    part += poff + (ulong)k * W + j;
-    uint o0 = k * R, o1 = min(O, o0 + R);
-    if (j + 8 <= W) {
-        stat8 acc;
-        acc.n = 0;
-        for (uint o = o0; o < o1; o += COL_BLOCK) {
-            uint  nb = min((uint)COL_BLOCK, o1 - o);
-            __global const store_t *p = x + (ulong)o * W;
-            real8 s = (real8)0;
-            for (uint r = 0; r < nb; ++r)
-                s += LOAD8(p, (ulong)r * W);
-            real  rn = (real)nb;
-            real8 m  = s / rn;
-            real8 d1 = (real8)0, d2 = (real8)0;
-            for (uint r = 0; r < nb; ++r) {
-                real8 d = LOAD8(p, (ulong)r * W) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-            }
-            stat8_merge(&acc, rn, m, d1 / rn, fmax(d2 - d1 * d1 / rn, (real8)0));
-        }
-        real hi[8], lo[8], m2[8];
-        vstore8(acc.hi, 0, hi);
-        vstore8(acc.lo, 0, lo);
-        vstore8(acc.m2, 0, m2);
-        for (uint l = 0; l < 8; ++l)
-            part[l] = (real4)(acc.n, hi[l], lo[l], m2[l]);
-    } else {
-        for (uint l = 0; j + l < W; ++l) {
-            real4 acc = (real4)0;
-            for (uint o = o0; o < o1; ++o)
-                acc = stat_merge(acc, stat_one(LOAD1(x, (ulong)o * W + l)));
-            part[l] = acc;
-        }
-    }
-}
 
 /* Vector Neumaier step for 8 pairs of sums. */
 inline void sum8_add(real8 *s, real8 *c, real8 v)
@@ -477,131 +424,194 @@ inline void sum8_add(real8 *s, real8 *c, real8 v)
     *s = t;
 }
 
-__kernel void bn_bwd_cols8(__global const store_t *x, ulong xoff, __global const store_t *dy,
-                           ulong dyoff, __global const real *mean, ulong moff, uint O, uint W,
-                           uint I, uint R, uint K, __global real4 *part, ulong poff)
-{
-    uint j = get_global_id(0) * 8, k = get_global_id(1);
-    if (j >= W || k >= K)
-        return;
-    x += xoff + j;
-    dy += dyoff + j;
-    part += poff + (ulong)k * W + j;
-    uint o0 = k * R, o1 = min(O, o0 + R);
-    if (j + 8 <= W) {
-        real8 m;
-        if (I == 1) {
-            m = vload8(0, mean + moff + j);
-        } else {
-            real mm[8];
-            for (uint l = 0; l < 8; ++l)
-                mm[l] = mean[moff + (j + l) / I];
-            m = vload8(0, mm);
-        }
-        real8 s1 = (real8)0, c1 = (real8)0, s2 = (real8)0, c2 = (real8)0;
-        for (uint o = o0; o < o1; o += COL_BLOCK) {
-            uint  nb = min((uint)COL_BLOCK, o1 - o);
-            real8 a = (real8)0, b = (real8)0;
-            for (uint r = 0; r < nb; ++r) {
-                ulong e = (ulong)(o + r) * W;
-                real8 d = LOAD8(dy, e);
-                a += d;
-                b = fma(d, LOAD8(x, e) - m, b);
-            }
-            sum8_add(&s1, &c1, a);
-            sum8_add(&s2, &c2, b);
-        }
-        real v1[8], v2[8], w1[8], w2[8];
-        vstore8(s1, 0, v1);
-        vstore8(s2, 0, v2);
-        vstore8(c1, 0, w1);
-        vstore8(c2, 0, w2);
-        for (uint l = 0; l < 8; ++l)
-            part[l] = (real4)(v1[l], v2[l], w1[l], w2[l]);
-    } else {
-        for (uint l = 0; j + l < W; ++l) {
-            real  m   = mean[moff + (j + l) / I];
-            real4 acc = (real4)0;
-            for (uint o = o0; o < o1; ++o) {
-                ulong e = (ulong)o * W + l;
-                real  d = LOAD1(dy, e);
-                acc = sum2_add(acc, (real2)(d, d * (LOAD1(x, e) - m)));
-            }
-            part[l] = acc;
-        }
-    }
-}
-
 /* Coefficients of 8 neighbouring channels as four vectors. */
-inline void coef8(__global const real4 *coef, uint c, real8 *k0, real8 *k1, real8 *k2, real8 *k3)
+inline void coef8(__global const real *coef, uint C, uint c, real8 *k0, real8 *k1, real8 *k2, real8 *k3)
 {
-    real a[8], b[8], d[8], e[8];
-    for (uint l = 0; l < 8; ++l) {
-        real4 v = coef[c + l];
-        a[l] = v.x; b[l] = v.y; d[l] = v.z; e[l] = v.w;
-    }
-    *k0 = vload8(0, a);
-    *k1 = vload8(0, b);
-    *k2 = vload8(0, d);
-    *k3 = vload8(0, e);
+    *k0 = vload8(0, coef + c);
+    *k1 = vload8(0, coef + C + c);
+    *k2 = vload8(0, coef + 2 * C + c);
+    *k3 = vload8(0, coef + 3 * C + c);
 }
 
-#ifndef COL_APPLY_ROWS
-#define COL_APPLY_ROWS 64
+/* ---- CPU column streams: one work-item owns a run of whole rows ----------
+ * For channels-last data on CPUs: the work-item walks rows [o0, o1) of all
+ * W columns in row order, so memory is read as one contiguous stream. It
+ * keeps per-column running state in its own region of scratch (L1/L2
+ * resident for the channel counts of real networks) and merges one block
+ * of COL_BLOCK rows at a time: two passes over the block, the second from L1. */
+
+/* state: hi[W], lo[W], m2[W] of this work-item. */
+__kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, uint W, uint R, uint K,
+                               __global real4 *part, ulong poff, __global real *state, ulong soff)
+{
+    uint k = get_global_id(0);
+    if (k >= K)
+        return;
+    uint o0 = k * R, o1 = min(O, o0 + R);
+    x += xoff;
+    part += poff + (ulong)k * W;
+    __global real *hi = state + soff + (ulong)k * 3 * W, *lo = hi + W, *m2 = lo + W;
+    real n = 0;
+    for (uint o = o0; o < o1; o += COL_BLOCK) {
+        uint nb = min((uint)COL_BLOCK, o1 - o);
+        real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb;
+        __global const store_t *p = x + (ulong)o * W;
+        uint j = 0;
+        for (; j + 8 <= W; j += 8) {
+            real8 s = (real8)0;
+            for (uint r = 0; r < nb; ++r)
+                s += LOAD8(p, (ulong)r * W + j);
+            real8 m  = s / rn;
+            real8 d1 = (real8)0, d2 = (real8)0;
+            for (uint r = 0; r < nb; ++r) {
+                real8 d = LOAD8(p, (ulong)r * W + j) - m;
+                d1 += d;
+                d2 = fma(d, d, d2);
+            }
+            real8 blo = d1 / rn, bm2 = fmax(d2 - d1 * d1 / rn, (real8)0);
+            if (n == (real)0) {
+                vstore8(m, 0, hi + j);
+                vstore8(blo, 0, lo + j);
+                vstore8(bm2, 0, m2 + j);
+            } else {
+                real8 h = vload8(0, hi + j), l = vload8(0, lo + j);
+                real8 delta = (m - h) + (blo - l);
+                vstore8(vload8(0, m2 + j) + bm2 + delta * delta * wa, 0, m2 + j);
+                real8 t  = l + delta * wb;
+                real8 sm = h + t, bb = sm - h;
+                vstore8((h - (sm - bb)) + (t - bb), 0, lo + j);
+                vstore8(sm, 0, hi + j);
+            }
+        }
+        for (; j < W; ++j) {
+            real4 b = (real4)0;
+            for (uint r = 0; r < nb; ++r)
+                b = stat_merge(b, stat_one(LOAD1(p, (ulong)r * W + j)));
+            real4 a = n == (real)0 ? (real4)0 : (real4)(n, hi[j], lo[j], m2[j]);
+            a     = stat_merge(a, b);
+            hi[j] = a.y;
+            lo[j] = a.z;
+            m2[j] = a.w;
+        }
+        n = nn;
+    }
+    for (uint j = 0; j < W; ++j)
+        part[j] = (real4)(n, hi[j], lo[j], m2[j]);
+}
+
+/* state: s1[W], s2[W], c1[W], c2[W] (Neumaier sums) of this work-item. */
+__kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                             ulong dyoff, __global const real *mean, ulong moff, uint O, uint W,
+                             uint I, uint R, uint K, __global real4 *part, ulong poff,
+                             __global real *state, ulong soff)
+{
+    uint k = get_global_id(0);
+    if (k >= K)
+        return;
+    uint o0 = k * R, o1 = min(O, o0 + R);
+    x += xoff;
+    dy += dyoff;
+    mean += moff;
+    part += poff + (ulong)k * W;
+    __global real *s1 = state + soff + (ulong)k * 4 * W, *s2 = s1 + W, *c1 = s2 + W, *c2 = c1 + W;
+    for (uint j = 0; j < 4 * W; ++j)
+        s1[j] = 0;
+    for (uint o = o0; o < o1; o += COL_BLOCK) {
+        uint  nb = min((uint)COL_BLOCK, o1 - o);
+        ulong base = (ulong)o * W;
+        uint  j = 0;
+        if (I == 1) {
+            for (; j + 8 <= W; j += 8) {
+                real8 m = vload8(0, mean + j), a = (real8)0, b = (real8)0;
+                for (uint r = 0; r < nb; ++r) {
+                    ulong e = base + (ulong)r * W + j;
+                    real8 d = LOAD8(dy, e);
+                    a += d;
+                    b = fma(d, LOAD8(x, e) - m, b);
+                }
+                real8 sa = vload8(0, s1 + j), ca = vload8(0, c1 + j);
+                real8 sb = vload8(0, s2 + j), cb = vload8(0, c2 + j);
+                sum8_add(&sa, &ca, a);
+                sum8_add(&sb, &cb, b);
+                vstore8(sa, 0, s1 + j);
+                vstore8(ca, 0, c1 + j);
+                vstore8(sb, 0, s2 + j);
+                vstore8(cb, 0, c2 + j);
+            }
+        }
+        for (; j < W; ++j) {
+            real m = mean[j / I], a = 0, b = 0;
+            for (uint r = 0; r < nb; ++r) {
+                ulong e = base + (ulong)r * W + j;
+                real  d = LOAD1(dy, e);
+                a += d;
+                b = fma(d, LOAD1(x, e) - m, b);
+            }
+            real4 acc = sum2_add((real4)(s1[j], s2[j], c1[j], c2[j]), (real2)(a, b));
+            s1[j] = acc.x;
+            s2[j] = acc.y;
+            c1[j] = acc.z;
+            c2[j] = acc.w;
+        }
+    }
+    for (uint j = 0; j < W; ++j)
+        part[j] = (real4)(s1[j], s2[j], c1[j], c2[j]);
+}
+
+#ifndef STREAM_ROWS
+#define STREAM_ROWS 64 /* rows per work-item in the channels-last elementwise passes */
 #endif
 
-/* I == 1: work-item (c8, t) applies channels c..c+7 to rows [t*COL_APPLY_ROWS, ...). */
-__kernel void bn_apply_cols8(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                             uint C, uint O, __global const real4 *coef, ulong cofs)
+/* I == 1: work-item t applies all channels to rows [t*STREAM_ROWS, ...). */
+__kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                               uint C, uint O, __global const real *coef, ulong cofs)
 {
-    uint c = get_global_id(0) * 8, o = get_global_id(1) * COL_APPLY_ROWS;
-    if (c >= C || o >= O)
+    uint o = get_global_id(0) * STREAM_ROWS;
+    if (o >= O)
         return;
     coef += cofs;
-    uint o1 = min(O, o + COL_APPLY_ROWS);
-    if (c + 8 <= C) {
-        real8 hi, lo, sc, sh;
-        coef8(coef, c, &hi, &lo, &sc, &sh);
-        for (; o < o1; ++o) {
-            ulong e = (ulong)o * C + c;
-            STORE8(((LOAD8(x, xoff + e) - hi) - lo) * sc + sh, y, yoff + e);
+    uint o1 = min(O, o + STREAM_ROWS);
+    x += xoff;
+    y += yoff;
+    for (; o < o1; ++o) {
+        ulong base = (ulong)o * C;
+        uint  c = 0;
+        for (; c + 8 <= C; c += 8) {
+            real8 hi, lo, sc, sh;
+            coef8(coef, C, c, &hi, &lo, &sc, &sh);
+            STORE8(((LOAD8(x, base + c) - hi) - lo) * sc + sh, y, base + c);
         }
-    } else {
-        for (; o < o1; ++o)
-            for (uint l = c; l < C; ++l) {
-                real4 k = coef[l];
-                ulong e = (ulong)o * C + l;
-                STORE1(((LOAD1(x, xoff + e) - k.x) - k.y) * k.z + k.w, y, yoff + e);
-            }
+        for (; c < C; ++c) {
+            real4 k = COEF_LOAD(coef, C, c);
+            STORE1(((LOAD1(x, base + c) - k.x) - k.y) * k.z + k.w, y, base + c);
+        }
     }
 }
 
-__kernel void bn_dx_cols8(__global const store_t *x, ulong xoff, __global const store_t *dy,
-                          ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
-                          int use_x, __global const real4 *coef, ulong cofs)
+__kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                            ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
+                            int use_x, __global const real *coef, ulong cofs)
 {
-    uint c = get_global_id(0) * 8, o = get_global_id(1) * COL_APPLY_ROWS;
-    if (c >= C || o >= O)
+    uint o = get_global_id(0) * STREAM_ROWS;
+    if (o >= O)
         return;
     coef += cofs;
-    uint o1 = min(O, o + COL_APPLY_ROWS);
-    if (c + 8 <= C) {
-        real8 m, kk, a, b;
-        coef8(coef, c, &m, &kk, &a, &b);
-        for (; o < o1; ++o) {
-            ulong e = (ulong)o * C + c;
-            real8 d = LOAD8(dy, dyoff + e);
-            real8 v = use_x ? LOAD8(x, xoff + e) : m;
-            STORE8(a * ((d - b) - (v - m) * kk), dx, dxoff + e);
+    uint o1 = min(O, o + STREAM_ROWS);
+    for (; o < o1; ++o) {
+        ulong base = (ulong)o * C;
+        uint  c = 0;
+        for (; c + 8 <= C; c += 8) {
+            real8 m, kk, a, b;
+            coef8(coef, C, c, &m, &kk, &a, &b);
+            real8 d = LOAD8(dy, dyoff + base + c);
+            real8 v = use_x ? LOAD8(x, xoff + base + c) : m;
+            STORE8(a * ((d - b) - (v - m) * kk), dx, dxoff + base + c);
         }
-    } else {
-        for (; o < o1; ++o)
-            for (uint l = c; l < C; ++l) {
-                real4 k = coef[l];
-                ulong e = (ulong)o * C + l;
-                real  d = LOAD1(dy, dyoff + e);
-                real  v = use_x ? LOAD1(x, xoff + e) : k.x;
-                STORE1(k.z * ((d - k.w) - (v - k.x) * k.y), dx, dxoff + e);
-            }
+        for (; c < C; ++c) {
+            real4 k = COEF_LOAD(coef, C, c);
+            real  d = LOAD1(dy, dyoff + base + c);
+            real  v = use_x ? LOAD1(x, xoff + base + c) : k.x;
+            STORE1(k.z * ((d - k.w) - (v - k.x) * k.y), dx, dxoff + base + c);
+        }
     }
 }

@@ -1,2 +1,508 @@
-/* rownorm.cl: row-wise normalizations (layer norm, RMS norm, group norm).
- * Kernels arrive with the normalization family. */
+/* rownorm.cl: the normalization family. Layer norm and RMS norm normalize
+ * rows (R rows of L contiguous values); group norm (and instance norm, its
+ * groups == C case) merges per-(n, c) partials over the channels of a group.
+ * Stages as in batchnorm.cl: partials -> per-row combine -> elementwise, or
+ * one fused kernel when a work-item or work-group owns whole rows. Every
+ * reduction has a fixed order: no atomics, bitwise-reproducible results. */
+
+#ifndef LX
+#define LX 1 /* lanes of a work-group (a power of two) */
+#endif
+
+/* ---- shared pieces -------------------------------------------------------- */
+
+/* Merges two compensated pairs of sums (sums in .xy, corrections in .zw). */
+inline real4 sum_merge(real4 a, real4 b)
+{
+    a = sum2_add(a, b.xy);
+    a.zw += b.zw;
+    return a;
+}
+
+/* Neumaier accumulation of 8 independent sums (s) with corrections (c). */
+inline void nsum8(real8 *s, real8 *c, real8 v)
+{
+    real8 t = *s + v;
+    *c += select((v - t) + *s, (*s - t) + v, isgreaterequal(fabs(*s), fabs(v)));
+    *s = t;
+}
+
+/* A task is a row or a row segment. lpr == 1: every lane owns its tasks;
+ * task t of lane l in work-group g is (g*tpi + t)*LX + l, so neighbouring
+ * lanes read neighbouring rows. lpr == LX: the lanes of a work-group share
+ * task g*tpi + t, lane l reading blocks of 8 at 8*l, 8*(l + LX), ... */
+inline ulong task_id(uint t, uint tpi, uint lpr)
+{
+    ulong g = (ulong)get_group_id(0) * tpi + t;
+    return lpr == 1 ? g * LX + get_local_id(0) : g;
+}
+
+/* Statistics of p[i0, i1) as seen by one lane (first block at i0 + first,
+ * stride step; exactly one lane reaches the tail): (count, mean_hi, mean_lo,
+ * M2), or with rms the compensated sum of squares (sum, 0, correction, 0). */
+inline real4 range_stats(__global const store_t *p, ulong i0, ulong i1, uint first, uint step, int rms)
+{
+    real4 acc = (real4)0;
+    ulong i   = i0 + first;
+    if (rms) {
+        for (; i + 8 <= i1; i += step) {
+            real8 v = LOAD8(p, i);
+            acc     = sum2_add(acc, (real2)(sum8(v * v), (real)0));
+        }
+        for (; i < i1; ++i) {
+            real v = LOAD1(p, i);
+            acc    = sum2_add(acc, (real2)(v * v, (real)0));
+        }
+    } else {
+        for (; i + 8 <= i1; i += step)
+            acc = stat_merge(acc, stat_block8(LOAD8(p, i)));
+        for (; i < i1; ++i)
+            acc = stat_merge(acc, stat_one(LOAD1(p, i)));
+    }
+    return acc;
+}
+
+/* Compensated (sum g*dy, sum g*dy*(x - m)) over [i0, i1) for one lane, with
+ * g = gamma[goff + i] (1 when gamma is absent). */
+inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
+                       __global const real *gamma, ulong goff, ulong i0, ulong i1, uint first,
+                       uint step, real m)
+{
+    real4 acc = (real4)0;
+    ulong i   = i0 + first;
+    for (; i + 8 <= i1; i += step) {
+        real8 d = LOAD8(dy, i);
+        if (gamma)
+            d *= vload8(0, gamma + goff + i);
+        acc = sum2_add(acc, (real2)(sum8(d), sum8(d * (LOAD8(x, i) - m))));
+    }
+    for (; i < i1; ++i) {
+        real d = LOAD1(dy, i);
+        if (gamma)
+            d *= gamma[goff + i];
+        acc = sum2_add(acc, (real2)(d, d * (LOAD1(x, i) - m)));
+    }
+    return acc;
+}
+
+#if LX > 1
+/* Fixed-tree merge of the lanes' partials; every lane gets the result. */
+inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums)
+{
+    uint lane = get_local_id(0);
+    sh[lane]  = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = LX / 2; h > 0; h >>= 1) {
+        if (lane < h)
+            sh[lane] = sums ? sum_merge(sh[lane], sh[lane + h]) : stat_merge(sh[lane], sh[lane + h]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    acc = sh[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* sh is reused by the next task */
+    return acc;
+}
+#endif
+
+/* (mean_hi, mean_lo, invstd, 0) from a row's merged statistics over n values;
+ * RMS norm: (0, 0, 1/sqrt(mean(x^2) + eps), 0). */
+inline real4 row_coef(real4 acc, real n, real eps, int rms)
+{
+    if (rms)
+        return (real4)((real)0, (real)0, (real)1 / sqrt((acc.x + acc.z) / n + eps), (real)0);
+    return (real4)(acc.y, acc.z, (real)1 / sqrt(acc.w / n + eps), (real)0);
+}
+
+/* dx coefficients (m, k, a, b) for dx = a*g*dy - b - (x - m)*k from the sums
+ * sg = sum g*dy and sy = sum g*dy*(x - m) over n values:
+ * dx = inv*(g*dy - sg/n - xhat*sum(g*dy*xhat)/n); RMS norm has no mean term. */
+inline real4 bwd_coef(real sg, real sy, real m, real inv, real n, int rms)
+{
+    real sgx = inv * sy;
+    return (real4)(m, inv * inv * sgx / n, inv, rms ? (real)0 : inv * (sg / n));
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+/* Whole rows: statistics, then (still cache-hot) y = ((x - hi) - lo)*inv*g + b.
+ * Writes mean (not for RMS) and invstd per row when present. */
+__kernel void rn_fwd_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                           __global const real *gamma, ulong goff, __global const real *beta,
+                           ulong boff, __global real *mean, ulong moff, __global real *inv,
+                           ulong ioff, ulong R, ulong L, uint tpi, uint lpr, int rms, real eps)
+{
+#if LX > 1
+    __local real4 sh[LX];
+#endif
+    uint first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
+    for (uint t = 0; t < tpi; ++t) {
+        ulong r = task_id(t, tpi, lpr);
+        if (r >= R)
+            break; /* uniform over the work-group when its lanes share tasks */
+        __global const store_t *xr = x + xoff + r * L;
+        __global store_t       *yr = y + yoff + r * L;
+        real4 acc = range_stats(xr, 0, L, first, step, rms);
+#if LX > 1
+        if (lpr > 1)
+            acc = lanes_merge(sh, acc, rms);
+#endif
+        real4 k = row_coef(acc, (real)L, eps, rms);
+        if (first == 0) {
+            if (mean && !rms)
+                mean[moff + r] = k.x + k.y;
+            if (inv)
+                inv[ioff + r] = k.z;
+        }
+        ulong i = first;
+        for (; i + 8 <= L; i += step) {
+            real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
+            real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
+            STORE8(((LOAD8(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
+        }
+        for (; i < L; ++i) {
+            real g = gamma ? gamma[goff + i] : (real)1;
+            real b = beta ? beta[boff + i] : (real)0;
+            STORE1(((LOAD1(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
+        }
+    }
+}
+
+/* Partials of row segments: task T = r*S + s covers [s*Lseg, s*Lseg + Lseg)
+ * of row r; part[T]. Used for long rows and for group norm's (n, c) rows. */
+__kernel void rn_stats_part(__global const store_t *x, ulong xoff, ulong R, ulong L, ulong S,
+                            ulong Lseg, uint tpi, uint lpr, int rms, __global real4 *part, ulong poff)
+{
+#if LX > 1
+    __local real4 sh[LX];
+#endif
+    uint  first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
+    ulong tasks = R * S;
+    for (uint t = 0; t < tpi; ++t) {
+        ulong T = task_id(t, tpi, lpr);
+        if (T >= tasks)
+            break;
+        ulong r = T / S, i0 = (T % S) * Lseg, i1 = min(L, i0 + Lseg);
+        real4 acc = range_stats(x + xoff + r * L, i0, i1, first, step, rms);
+#if LX > 1
+        if (lpr > 1)
+            acc = lanes_merge(sh, acc, rms);
+#endif
+        if (first == 0)
+            part[poff + T] = acc;
+    }
+}
+
+/* Group norm, channels last: the sample n is Sp rows of C columns; work-item
+ * (c, k, n) reads column c over rows [k*Rc, k*Rc + Rc) (neighbouring
+ * work-items read neighbouring addresses). Partial at (n*C + c)*Kc + k. */
+__kernel void gn_stats_cols(__global const store_t *x, ulong xoff, ulong C, ulong Sp, ulong Rc,
+                            ulong Kc, __global real4 *part, ulong poff)
+{
+    ulong c = get_global_id(0), k = get_global_id(1), n = get_global_id(2);
+    if (c >= C || k >= Kc)
+        return;
+    __global const store_t *p = x + xoff + n * Sp * C + c;
+    ulong s = k * Rc, s1 = min(Sp, s + Rc);
+    real4 acc = (real4)0;
+    for (; s + 8 <= s1; s += 8) {
+        __global const store_t *q = p + s * C;
+        real8 v = (real8)(LOAD1(q, 0), LOAD1(q, C), LOAD1(q, 2 * C), LOAD1(q, 3 * C), LOAD1(q, 4 * C),
+                          LOAD1(q, 5 * C), LOAD1(q, 6 * C), LOAD1(q, 7 * C));
+        acc = stat_merge(acc, stat_block8(v));
+    }
+    for (; s < s1; ++s)
+        acc = stat_merge(acc, stat_one(LOAD1(p, s * C)));
+    part[poff + (n * C + c) * Kc + k] = acc;
+}
+
+/* One work-item per statistics row r merges its Q partials part[r*Q ...] in
+ * order, writes mean (not for RMS) and invstd, and the apply coefficients of
+ * its cpg channels: coef[r*cpg + i] = (hi, lo, inv*gamma, beta), gamma and
+ * beta indexed (r % G)*cpg + i (layer norm passes none: cpg = 1, and the
+ * apply multiplies its per-column gamma). */
+__kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong rows, ulong Q, ulong cpg,
+                               ulong G, real n, real eps, int rms, __global const real *gamma,
+                               ulong goff, __global const real *beta, ulong boff,
+                               __global real *mean, ulong moff, __global real *inv, ulong ioff,
+                               __global real4 *coef, ulong cofs)
+{
+    ulong r = get_global_id(0);
+    if (r >= rows)
+        return;
+    __global const real4 *p = part + poff + r * Q;
+    real4 acc = (real4)0;
+    for (ulong q = 0; q < Q; ++q)
+        acc = rms ? sum_merge(acc, p[q]) : stat_merge(acc, p[q]);
+    real4 k = row_coef(acc, n, eps, rms);
+    if (mean && !rms)
+        mean[moff + r] = k.x + k.y;
+    if (inv)
+        inv[ioff + r] = k.z;
+    ulong gb = (r % G) * cpg;
+    for (ulong i = 0; i < cpg; ++i) {
+        real g = gamma ? gamma[goff + gb + i] : (real)1;
+        real b = beta ? beta[boff + gb + i] : (real)0;
+        coef[cofs + r * cpg + i] = (real4)(k.x, k.y, k.z * g, b);
+    }
+}
+
+/* Elementwise y = ((x - c.x) - c.y)*(c.z*g) + (c.w + b) over rows of L, 8
+ * elements per work-item in flat order. c = coef[(r / rdiv)*rstride + j] when
+ * percol (group norm, channels last) else coef[(r / rdiv)*rstride]; g and b
+ * are gamma[j] and beta[j] (1 and 0 when absent; percol passes none). */
+__kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                       ulong total, ulong L, ulong rdiv, ulong rstride, int percol,
+                       __global const real *gamma, ulong goff, __global const real *beta, ulong boff,
+                       __global const real4 *coef, ulong cofs)
+{
+    ulong e = (ulong)get_global_id(0) * 8;
+    if (e >= total)
+        return;
+    ulong r = e / L, j = e - r * L;
+    x += xoff;
+    y += yoff;
+    coef += cofs;
+    if (!percol && j + 8 <= L) {
+        real4 k = coef[(r / rdiv) * rstride];
+        real8 g = gamma ? vload8(0, gamma + goff + j) : (real8)1;
+        real8 b = beta ? vload8(0, beta + boff + j) : (real8)0;
+        STORE8(((LOAD8(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
+        return;
+    }
+    ulong e1 = min(total, e + 8);
+    for (; e < e1; ++e, ++j) {
+        if (j == L) {
+            j = 0;
+            ++r;
+        }
+        real4 k = coef[(r / rdiv) * rstride + (percol ? j : 0)];
+        real  g = gamma ? gamma[goff + j] : (real)1;
+        real  b = beta ? beta[boff + j] : (real)0;
+        STORE1(((LOAD1(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
+    }
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+/* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot. */
+__kernel void rn_bwd_fused(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                           ulong dyoff, __global store_t *dx, ulong dxoff,
+                           __global const real *gamma, ulong goff, __global const real *mean,
+                           ulong moff, __global const real *inv, ulong ioff, ulong R, ulong L,
+                           uint tpi, uint lpr, int rms)
+{
+#if LX > 1
+    __local real4 sh[LX];
+#endif
+    uint first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
+    for (uint t = 0; t < tpi; ++t) {
+        ulong r = task_id(t, tpi, lpr);
+        if (r >= R)
+            break;
+        __global const store_t *xr  = x + xoff + r * L;
+        __global const store_t *dyr = dy + dyoff + r * L;
+        __global store_t       *dxr = dx + dxoff + r * L;
+        real  m   = rms ? (real)0 : mean[moff + r];
+        real4 acc = bwd_range(xr, dyr, gamma, goff, 0, L, first, step, m);
+#if LX > 1
+        if (lpr > 1)
+            acc = lanes_merge(sh, acc, 1);
+#endif
+        real4 k = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
+        ulong i = first;
+        for (; i + 8 <= L; i += step) {
+            real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
+            STORE8((k.z * g) * LOAD8(dyr, i) - k.w - (LOAD8(xr, i) - k.x) * k.y, dxr, i);
+        }
+        for (; i < L; ++i) {
+            real g = gamma ? gamma[goff + i] : (real)1;
+            STORE1((k.z * g) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y, dxr, i);
+        }
+    }
+}
+
+/* Partial sums of row segments (as rn_stats_part): (sum g*dy, sum g*dy*(x - m))
+ * with m = mean[r / mdiv] (0 for RMS); gamma per column or absent (group
+ * norm applies its per-channel gamma in the combine). */
+__kernel void rn_bwd_part(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                          ulong dyoff, __global const real *gamma, ulong goff,
+                          __global const real *mean, ulong moff, ulong R, ulong L, ulong S, ulong Lseg,
+                          uint tpi, uint lpr, ulong mdiv, int rms, __global real4 *part, ulong poff)
+{
+#if LX > 1
+    __local real4 sh[LX];
+#endif
+    uint  first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
+    ulong tasks = R * S;
+    for (uint t = 0; t < tpi; ++t) {
+        ulong T = task_id(t, tpi, lpr);
+        if (T >= tasks)
+            break;
+        ulong r = T / S, i0 = (T % S) * Lseg, i1 = min(L, i0 + Lseg);
+        real  m = rms ? (real)0 : mean[moff + r / mdiv];
+        real4 acc = bwd_range(x + xoff + r * L, dy + dyoff + r * L, gamma, goff, i0, i1, first, step, m);
+#if LX > 1
+        if (lpr > 1)
+            acc = lanes_merge(sh, acc, 1);
+#endif
+        if (first == 0)
+            part[poff + T] = acc;
+    }
+}
+
+/* Group norm, channels last: (sum dy, sum dy*(x - mean)) per column chunk, as
+ * gn_stats_cols; the mean of (n, c) is mean[n*(C/cpg) + c/cpg]. */
+__kernel void gn_bwd_cols(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                          ulong dyoff, __global const real *mean, ulong moff, ulong C, ulong Sp,
+                          ulong cpg, ulong Rc, ulong Kc, __global real4 *part, ulong poff)
+{
+    ulong c = get_global_id(0), k = get_global_id(1), n = get_global_id(2);
+    if (c >= C || k >= Kc)
+        return;
+    real  m    = mean[moff + n * (C / cpg) + c / cpg];
+    ulong base = n * Sp * C + c;
+    ulong s = k * Rc, s1 = min(Sp, s + Rc);
+    real4 acc = (real4)0;
+    for (; s < s1; ++s) {
+        ulong e = base + s * C;
+        real  d = LOAD1(dy, dyoff + e);
+        acc     = sum2_add(acc, (real2)(d, d * (LOAD1(x, xoff + e) - m)));
+    }
+    part[poff + (n * C + c) * Kc + k] = acc;
+}
+
+/* One work-item per statistics row r: merges the Kx = Q/cpg partials of each
+ * of its cpg channels, weights channel i by gamma[(r % G)*cpg + i] (layer norm:
+ * no gamma, cpg = 1) and writes the dx coefficients coef[r*cpg + i] =
+ * (m, k, inv*gamma_i, b). When tab is present (group norm with dgamma/dbeta
+ * wanted) it also writes tab[r*cpg + i] = (inv*sum dy*(x - m), sum dy, 0, 0),
+ * the per-(n, c) terms that rn_col_combine sums over n. */
+__kernel void rn_bwd_combine(__global const real4 *part, ulong poff, ulong rows, ulong Q, ulong cpg,
+                             ulong G, real n, int rms, __global const real *gamma, ulong goff,
+                             __global const real *mean, ulong moff, __global const real *inv,
+                             ulong ioff, __global real4 *coef, ulong cofs, __global real4 *tab,
+                             ulong tofs)
+{
+    ulong r = get_global_id(0);
+    if (r >= rows)
+        return;
+    ulong Kx = Q / cpg, gb = (r % G) * cpg;
+    real  m = rms ? (real)0 : mean[moff + r], iv = inv[ioff + r];
+    __global const real4 *p = part + poff + r * Q;
+    real4 tot = (real4)0;
+    for (ulong i = 0; i < cpg; ++i) {
+        real4 blk = (real4)0;
+        for (ulong q = 0; q < Kx; ++q)
+            blk = sum_merge(blk, p[i * Kx + q]);
+        real sx = blk.x + blk.z, sy = blk.y + blk.w;
+        real w  = gamma ? gamma[goff + gb + i] : (real)1;
+        tot     = sum2_add(tot, (real2)(w * sx, w * sy));
+        if (tab)
+            tab[tofs + r * cpg + i] = (real4)(iv * sy, sx, (real)0, (real)0);
+    }
+    real4 k = bwd_coef(tot.x + tot.z, tot.y + tot.w, m, iv, n, rms);
+    for (ulong i = 0; i < cpg; ++i) {
+        real w = gamma ? gamma[goff + gb + i] : (real)1;
+        coef[cofs + r * cpg + i] = (real4)(k.x, k.y, k.z * w, k.w);
+    }
+}
+
+/* Elementwise dx = (c.z*g)*dy - c.w - (x - c.x)*c.y, indexed as rn_apply. */
+__kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,
+                    __global store_t *dx, ulong dxoff, ulong total, ulong L, ulong rdiv,
+                    ulong rstride, int percol, __global const real *gamma, ulong goff,
+                    __global const real4 *coef, ulong cofs)
+{
+    ulong e = (ulong)get_global_id(0) * 8;
+    if (e >= total)
+        return;
+    ulong r = e / L, j = e - r * L;
+    x += xoff;
+    dy += dyoff;
+    dx += dxoff;
+    coef += cofs;
+    if (!percol && j + 8 <= L) {
+        real4 k = coef[(r / rdiv) * rstride];
+        real8 g = gamma ? vload8(0, gamma + goff + j) : (real8)1;
+        STORE8((k.z * g) * LOAD8(dy, e) - k.w - (LOAD8(x, e) - k.x) * k.y, dx, e);
+        return;
+    }
+    ulong e1 = min(total, e + 8);
+    for (; e < e1; ++e, ++j) {
+        if (j == L) {
+            j = 0;
+            ++r;
+        }
+        real4 k = coef[(r / rdiv) * rstride + (percol ? j : 0)];
+        real  g = gamma ? gamma[goff + j] : (real)1;
+        STORE1((k.z * g) * LOAD1(dy, e) - k.w - (LOAD1(x, e) - k.x) * k.y, dx, e);
+    }
+}
+
+/* Layer/RMS norm dgamma and dbeta: work-item (b, k) sums columns [8b, 8b+8)
+ * over rows [k*RC, k*RC + RC): sum dy*xhat and sum dy, compensated. With
+ * K == 1 it writes dgamma/dbeta (each optional) directly; otherwise partial
+ * (sum dg, sum db, corr dg, corr db) at part[k*L + j]. */
+__kernel void rn_col_part(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                          ulong dyoff, __global const real *mean, ulong moff,
+                          __global const real *inv, ulong ioff, ulong R, ulong L, ulong RC, ulong K,
+                          int rms, __global real4 *part, ulong poff, __global real *dgamma,
+                          ulong dgoff, __global real *dbeta, ulong dboff)
+{
+    ulong j0 = (ulong)get_global_id(0) * 8, k = get_global_id(1);
+    if (j0 >= L || k >= K)
+        return;
+    ulong r = k * RC, r1 = min(R, r + RC), nj = min((ulong)8, L - j0);
+    real8 sg = (real8)0, cg = (real8)0, sb = (real8)0, cb = (real8)0;
+    for (; r < r1; ++r) {
+        real  m  = rms ? (real)0 : mean[moff + r];
+        real  iv = inv[ioff + r];
+        ulong e  = r * L + j0;
+        real8 v, d;
+        if (nj == 8) {
+            v = LOAD8(x, xoff + e);
+            d = LOAD8(dy, dyoff + e);
+        } else {
+            real a[8], b[8];
+            for (uint i = 0; i < 8; ++i) {
+                a[i] = i < nj ? LOAD1(x, xoff + e + i) : m;
+                b[i] = i < nj ? LOAD1(dy, dyoff + e + i) : (real)0;
+            }
+            v = vload8(0, a);
+            d = vload8(0, b);
+        }
+        nsum8(&sg, &cg, d * ((v - m) * iv));
+        nsum8(&sb, &cb, d);
+    }
+    real g[8], b[8], gc[8], bc[8];
+    vstore8(sg, 0, g);
+    vstore8(sb, 0, b);
+    vstore8(cg, 0, gc);
+    vstore8(cb, 0, bc);
+    for (uint i = 0; i < nj; ++i) {
+        if (K == 1) {
+            if (dgamma)
+                dgamma[dgoff + j0 + i] = g[i] + gc[i];
+            if (dbeta)
+                dbeta[dboff + j0 + i] = b[i] + bc[i];
+        } else {
+            part[poff + k * L + j0 + i] = (real4)(g[i], b[i], gc[i], bc[i]);
+        }
+    }
+}
+
+/* Per column j: merges the K partials part[k*W + j] in order into
+ * dgamma[j] and dbeta[j] (each optional). */
+__kernel void rn_col_combine(__global const real4 *part, ulong poff, ulong K, ulong W,
+                             __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
+{
+    ulong j = get_global_id(0);
+    if (j >= W)
+        return;
+    real4 acc = (real4)0;
+    for (ulong k = 0; k < K; ++k)
+        acc = sum_merge(acc, part[poff + k * W + j]);
+    if (dgamma)
+        dgamma[dgoff + j] = acc.x + acc.z;
+    if (dbeta)
+        dbeta[dboff + j] = acc.y + acc.w;
+}

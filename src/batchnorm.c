@@ -19,14 +19,15 @@ enum {
     K_BWD_COMBINE,
     K_DX_ROWS,
     K_DX_COLS,
-    K_STATS_COLS8,
-    K_BWD_COLS8,
-    K_APPLY_COLS8,
-    K_DX_COLS8
+    K_STATS_CSTREAM,
+    K_BWD_CSTREAM,
+    K_APPLY_CSTREAM,
+    K_DX_CSTREAM
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
-#define COL_APPLY_ROWS 64
+#define STREAM_ROWS 64
+#define COL_BLOCK 16
 
 /* The tensor as (O, C, I) and how its reduction is split. */
 typedef struct bn_plan {
@@ -34,7 +35,8 @@ typedef struct bn_plan {
     int    rows;          /* rows walk (I large) or columns walk */
     size_t R, S, L, K;    /* rows per chunk, segments per row, segment length, chunks */
     size_t W, Ip;         /* partial columns, partials per channel per chunk */
-    size_t coef_bytes, part_bytes, part_off;
+    size_t coef_bytes, part_bytes, part_off, state_off, state_bytes;
+    int    stream;        /* CPU column stream: a work-item owns whole rows */
     size_t psize;         /* bytes of one parameter (float or double) */
 } bn_plan;
 
@@ -69,20 +71,38 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
         p->W  = p->C;
         p->Ip = 1;
     } else {
-        /* CPU work-items own 8 columns each, GPU work-items one */
-        size_t per = t->cpu_style ? 8 : 1, units = clnorm_div_up(p->C * p->I, per);
+        if (t->cpu_style) {
+            /* a work-item streams whole rows; enough of them to fill the device */
+            size_t k = clnorm_div_up(p->O, COL_BLOCK);
+            if (k > t->min_parallel)
+                k = t->min_parallel;
+            if (k < clnorm_div_up(p->O, (size_t)1 << 23))
+                k = clnorm_div_up(p->O, (size_t)1 << 23); /* fp32 counts stay exact */
+            p->stream = 1;
+            p->W      = p->C * p->I;
+            p->R      = clnorm_div_up(p->O, k);
+            p->K      = clnorm_div_up(p->O, p->R);
+            p->S      = 1;
+            p->L      = 0;
+            p->Ip     = p->I;
+            goto sized;
+        }
         p->W = p->C * p->I;
-        p->R = t->chunk / per < p->O ? t->chunk / per : p->O;
-        while (units * clnorm_div_up(p->O, p->R) < t->min_parallel && p->R > 16)
+        p->R = t->chunk < p->O ? t->chunk : p->O;
+        while (p->W * clnorm_div_up(p->O, p->R) < t->min_parallel && p->R > 8)
             p->R /= 2;
         p->K  = clnorm_div_up(p->O, p->R);
         p->S  = 1;
         p->L  = 0;
         p->Ip = p->I;
     }
-    p->coef_bytes = align128(p->C * 4 * p->psize);
-    p->part_off   = p->coef_bytes;
-    p->part_bytes = align128(p->K * p->W * 4 * p->psize);
+sized:
+    p->coef_bytes  = align128(p->C * 4 * p->psize);
+    p->part_off    = p->coef_bytes;
+    p->part_bytes  = align128(p->K * p->W * 4 * p->psize);
+    p->state_off   = p->part_off + p->part_bytes;
+    p->state_bytes = p->stream ? align128(p->K * p->W * 4 * p->psize) : 0;
+    p->part_bytes += p->state_bytes; /* callers size the scratch as coef + part */
 }
 
 /* Checks everything about desc that does not depend on buffers. */
@@ -241,7 +261,7 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
     clnorm_status st;
     cl_kernel     k;
     cl_ulong      xoff = a->x.offset, poff = (wsoff + p->part_off) / (4 * p->psize);
-    cl_ulong      cofs = wsoff / (4 * p->psize);
+    cl_ulong      cofs = wsoff / p->psize;
     cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I, R = (cl_uint)p->R;
     cl_uint       S = (cl_uint)p->S, L = (cl_uint)p->L, K = (cl_uint)p->K, W = (cl_uint)p->W;
     if (p->rows) {
@@ -251,14 +271,21 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
         CHECK(clnorm_set_args(ctx, k, args, 11));
         size_t lx = ctx->tune.lx, g[3] = {lx, p->C, p->K}, l[3] = {lx, 1, 1};
         CHECK(clnorm_seq_run(ctx, seq, k, 3, g, l));
+    } else if (p->stream) {
+        cl_ulong soff = (wsoff + p->state_off) / p->psize;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_CSTREAM, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O),  KARG(W), KARG(R),
+                              KARG(K),        KARG(ws),   KARG(poff), KARG(ws), KARG(soff)};
+        CHECK(clnorm_set_args(ctx, k, args, 10));
+        size_t g[1] = {p->K}, l[1] = {1};
+        CHECK(clnorm_seq_run(ctx, seq, k, 1, g, l));
     } else {
-        int cpu = ctx->tune.cpu_style;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cpu ? K_STATS_COLS8 : K_STATS_COLS, &k));
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_COLS, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O), KARG(W), KARG(R), KARG(K),
                               KARG(ws),       KARG(poff)};
         CHECK(clnorm_set_args(ctx, k, args, 8));
-        size_t units = cpu ? clnorm_div_up(p->W, 8) : p->W, lw = cpu ? 1 : (units < 64 ? units : 64);
-        size_t g[2] = {clnorm_round_up(units, lw), p->K}, l[2] = {lw, 1};
+        size_t lw = p->W < 64 ? p->W : 64;
+        size_t g[2] = {clnorm_round_up(p->W, lw), p->K}, l[2] = {lw, 1};
         CHECK(clnorm_seq_run(ctx, seq, k, 2, g, l));
     }
 
@@ -305,7 +332,7 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
 {
     clnorm_status st;
     cl_kernel     k;
-    cl_ulong      xoff = a->x.offset, yoff = a->y.offset, cofs = wsoff / (4 * p->psize);
+    cl_ulong      xoff = a->x.offset, yoff = a->y.offset, cofs = wsoff / p->psize;
     cl_uint       C = (cl_uint)p->C, I = (cl_uint)p->I, O = (cl_uint)p->O;
     if (p->I > 1) {
         cl_ulong rows = (cl_ulong)p->O * p->C;
@@ -317,14 +344,20 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
         size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
         return clnorm_seq_run(ctx, seq, k, 2, g, l);
     }
-    int cpu = ctx->tune.cpu_style;
-    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cpu ? K_APPLY_COLS8 : K_APPLY_COLS, &k));
+    if (ctx->tune.cpu_style) {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_CSTREAM, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
+                              KARG(C),        KARG(O),    KARG(ws),       KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 8));
+        size_t g[1] = {clnorm_div_up(p->O, STREAM_ROWS)}, l[1] = {1};
+        return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    }
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_COLS, &k));
     clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                           KARG(C),        KARG(O),    KARG(ws),       KARG(cofs)};
     CHECK(clnorm_set_args(ctx, k, args, 8));
-    size_t units = cpu ? clnorm_div_up(p->C, 8) : p->C, lc = cpu ? 1 : (units < 64 ? units : 64);
-    size_t g[2] = {clnorm_round_up(units, lc), clnorm_div_up(p->O, cpu ? COL_APPLY_ROWS : APPLY_ROWS)};
-    size_t l[2] = {lc, 1};
+    size_t lc = p->C < 64 ? p->C : 64;
+    size_t g[2] = {clnorm_round_up(p->C, lc), clnorm_div_up(p->O, APPLY_ROWS)}, l[2] = {lc, 1};
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
@@ -387,7 +420,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
         cl_uint   C    = (cl_uint)p.C;
         real_arg  reps = mk_real(&p, desc->epsilon);
         cl_ulong  rmoff = args->running_mean.offset, rvoff = args->running_var.offset;
-        cl_ulong  goff = args->gamma.offset, boff = args->beta.offset, cofs = wsoff / (4 * p.psize);
+        cl_ulong  goff = args->gamma.offset, boff = args->beta.offset, cofs = wsoff / p.psize;
         CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_COEF_RUNNING, &k));
         clnorm_karg a[] = {KARG(C),          KREAL(&p, reps),          KARG(args->running_mean.mem),
                            KARG(rmoff),      KARG(args->running_var.mem), KARG(rvoff),
@@ -436,7 +469,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
     cl_ulong  xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
     cl_ulong  moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
     cl_ulong  dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
-    cl_ulong  poff = (wsoff + p.part_off) / (4 * p.psize), cofs = wsoff / (4 * p.psize);
+    cl_ulong  poff = (wsoff + p.part_off) / (4 * p.psize), cofs = wsoff / p.psize;
     cl_uint   O = (cl_uint)p.O, C = (cl_uint)p.C, I = (cl_uint)p.I, R = (cl_uint)p.R;
     cl_uint   S = (cl_uint)p.S, L = (cl_uint)p.L, K = need_sums ? (cl_uint)p.K : 0, W = (cl_uint)p.W;
     cl_uint   Ip = (cl_uint)p.Ip;
@@ -453,15 +486,23 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 15));
             size_t lx = ctx->tune.lx, g[3] = {lx, p.C, p.K}, l[3] = {lx, 1, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 3, g, l));
+        } else if (p.stream) {
+            cl_ulong soff = (wsoff + p.state_off) / p.psize;
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_CSTREAM, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                               KARG(mean.mem), KARG(moff), KARG(O), KARG(W), KARG(I), KARG(R),
+                               KARG(K), KARG(ws), KARG(poff), KARG(ws), KARG(soff)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 15));
+            size_t g[1] = {p.K}, l[1] = {1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
         } else {
-            int cpu = ctx->tune.cpu_style;
-            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, cpu ? K_BWD_COLS8 : K_BWD_COLS, &k));
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_COLS, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                                KARG(mean.mem), KARG(moff), KARG(O), KARG(W), KARG(I), KARG(R),
                                KARG(K), KARG(ws), KARG(poff)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 13));
-            size_t units = cpu ? clnorm_div_up(p.W, 8) : p.W, lw = cpu ? 1 : (units < 64 ? units : 64);
-            size_t g[2] = {clnorm_round_up(units, lw), p.K}, l[2] = {lw, 1};
+            size_t lw = p.W < 64 ? p.W : 64;
+            size_t g[2] = {clnorm_round_up(p.W, lw), p.K}, l[2] = {lw, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         }
     }
@@ -494,16 +535,22 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             size_t t = clnorm_div_up(p.I, 8), lt = t < 64 ? t : 64;
             size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
-        } else {
-            int cpu = ctx->tune.cpu_style;
-            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, cpu ? K_DX_COLS8 : K_DX_COLS, &k));
+        } else if (ctx->tune.cpu_style) {
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_CSTREAM, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                                KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
                                KARG(ws), KARG(cofs)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 11));
-            size_t units = cpu ? clnorm_div_up(p.C, 8) : p.C, lc = cpu ? 1 : (units < 64 ? units : 64);
-            size_t g[2] = {clnorm_round_up(units, lc), clnorm_div_up(p.O, cpu ? COL_APPLY_ROWS : APPLY_ROWS)};
-            size_t l[2] = {lc, 1};
+            size_t g[1] = {clnorm_div_up(p.O, STREAM_ROWS)}, l[1] = {1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+        } else {
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_COLS, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                               KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
+                               KARG(ws), KARG(cofs)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 11));
+            size_t lc = p.C < 64 ? p.C : 64;
+            size_t g[2] = {clnorm_round_up(p.C, lc), clnorm_div_up(p.O, APPLY_ROWS)}, l[2] = {lc, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         }
     }

@@ -138,6 +138,45 @@ clnorm_status clnorm_select_device(const char *selector, cl_platform_id *platfor
     return CLNORM_SUCCESS;
 }
 
+/* A failed device query: an invalid handle is the caller's mistake, anything
+ * else (out of resources, a lost device) is passed through. */
+static clnorm_status query_failed(cl_int err, const char *what)
+{
+    if (err == CL_INVALID_DEVICE || err == CL_INVALID_PLATFORM)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "clnorm_query_device: device is not a valid cl_device_id (%d)", err);
+    return clnorm_fail(NULL, (clnorm_status)err, "clnorm_query_device: querying %s failed (%d)", what, err);
+}
+
+/* Whether the space-separated list holds word as a whole word. */
+static int has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+            return 1;
+    return 0;
+}
+
+/* A string property into buf (len bytes), truncated when longer. */
+static cl_int info_string(cl_device_id device, cl_platform_id plat, cl_uint param, char *buf, size_t len)
+{
+    size_t n   = 0;
+    cl_int err = device ? clGetDeviceInfo(device, param, 0, NULL, &n) : clGetPlatformInfo(plat, param, 0, NULL, &n);
+    if (err != CL_SUCCESS)
+        return err;
+    char *tmp = malloc(n + 1);
+    if (!tmp)
+        return CL_OUT_OF_HOST_MEMORY;
+    err = device ? clGetDeviceInfo(device, param, n, tmp, NULL) : clGetPlatformInfo(plat, param, n, tmp, NULL);
+    if (err == CL_SUCCESS) {
+        tmp[n] = '\0';
+        snprintf(buf, len, "%s", tmp);
+    }
+    free(tmp);
+    return err;
+}
+
 clnorm_status clnorm_query_device(cl_device_id device, clnorm_device_info *info)
 {
     if (!device || !info)
@@ -146,40 +185,46 @@ clnorm_status clnorm_query_device(cl_device_id device, clnorm_device_info *info)
     clnorm_device_info d;
     memset(&d, 0, sizeof d);
     cl_platform_id plat = NULL;
-    char           ext[8192] = "";
-    cl_int         err = clGetDeviceInfo(device, CL_DEVICE_NAME, sizeof d.name - 1, d.name, NULL);
-    if (err != CL_SUCCESS)
-        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "clnorm_query_device: device is not a valid cl_device_id (%d)", err);
-    clGetDeviceInfo(device, CL_DEVICE_VENDOR, sizeof d.vendor - 1, d.vendor, NULL);
-    clGetDeviceInfo(device, CL_DRIVER_VERSION, sizeof d.driver_version - 1, d.driver_version, NULL);
-    clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof d.type, &d.type, NULL);
-    clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d.compute_units, &d.compute_units, NULL);
-    clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof d.global_mem_size, &d.global_mem_size, NULL);
-    clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d.local_mem_size, &d.local_mem_size, NULL);
-    clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d.max_work_group_size,
-                    &d.max_work_group_size, NULL);
-    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL) != CL_SUCCESS) {
-        /* very long extension strings: ask for the size and read it whole */
-        size_t n = 0;
-        if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &n) == CL_SUCCESS && n > 0) {
-            char *big = malloc(n + 1);
-            if (big && clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, n, big, NULL) == CL_SUCCESS) {
-                big[n] = '\0';
-                d.has_fp64 = strstr(big, "cl_khr_fp64") != NULL;
-                d.has_fp16 = strstr(big, "cl_khr_fp16") != NULL;
-            }
-            free(big);
-        }
-    } else {
-        d.has_fp64 = strstr(ext, "cl_khr_fp64") != NULL;
-        d.has_fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+    cl_int         err;
+    /* Every fact feeds the variant choice or the program cache key, so a
+     * failed query fails the call instead of leaving a zero behind. */
+#define DEV_STR_(param, field)                                                  \
+    if ((err = info_string(device, NULL, param, d.field, sizeof d.field)) != CL_SUCCESS) \
+        return query_failed(err, #param);
+#define DEV_VAL_(param, field)                                                       \
+    if ((err = clGetDeviceInfo(device, param, sizeof d.field, &d.field, NULL)) != CL_SUCCESS) \
+        return query_failed(err, #param);
+    DEV_STR_(CL_DEVICE_NAME, name)
+    DEV_STR_(CL_DEVICE_VENDOR, vendor)
+    DEV_STR_(CL_DRIVER_VERSION, driver_version)
+    DEV_VAL_(CL_DEVICE_TYPE, type)
+    DEV_VAL_(CL_DEVICE_MAX_COMPUTE_UNITS, compute_units)
+    DEV_VAL_(CL_DEVICE_GLOBAL_MEM_SIZE, global_mem_size)
+    DEV_VAL_(CL_DEVICE_LOCAL_MEM_SIZE, local_mem_size)
+    DEV_VAL_(CL_DEVICE_MAX_WORK_GROUP_SIZE, max_work_group_size)
+#undef DEV_STR_
+#undef DEV_VAL_
+    size_t n = 0;
+    if ((err = clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &n)) != CL_SUCCESS)
+        return query_failed(err, "CL_DEVICE_EXTENSIONS");
+    char *ext = malloc(n + 1);
+    if (!ext)
+        return clnorm_fail(NULL, CLNORM_ERROR_OUT_OF_HOST_MEMORY, "clnorm_query_device: out of memory");
+    if ((err = clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, n, ext, NULL)) != CL_SUCCESS) {
+        free(ext);
+        return query_failed(err, "CL_DEVICE_EXTENSIONS");
     }
-    if (clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof plat, &plat, NULL) == CL_SUCCESS && plat) {
-        clGetPlatformInfo(plat, CL_PLATFORM_NAME, sizeof d.platform_name - 1, d.platform_name, NULL);
-        clGetPlatformInfo(plat, CL_PLATFORM_VERSION, sizeof d.platform_version - 1,
-                          d.platform_version, NULL);
-    }
+    ext[n] = '\0';
+    d.has_fp64 = has_word(ext, "cl_khr_fp64");
+    d.has_fp16 = has_word(ext, "cl_khr_fp16");
+    free(ext);
+    if ((err = clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof plat, &plat, NULL)) != CL_SUCCESS)
+        return query_failed(err, "CL_DEVICE_PLATFORM");
+    if ((err = info_string(NULL, plat, CL_PLATFORM_NAME, d.platform_name, sizeof d.platform_name)) !=
+            CL_SUCCESS ||
+        (err = info_string(NULL, plat, CL_PLATFORM_VERSION, d.platform_version, sizeof d.platform_version)) !=
+            CL_SUCCESS)
+        return query_failed(err, "the platform's name and version");
     *info = d;
     return CLNORM_SUCCESS;
 }

@@ -12,7 +12,7 @@
 /* Program families; each is common.cl plus one family source. */
 enum clnorm_family { FAMILY_BN = 0, FAMILY_ROWNORM = 1, FAMILY_COUNT_ };
 #define DTYPE_COUNT_ 4
-#define MAX_KERNELS_PER_FAMILY 16
+#define MAX_KERNELS_PER_FAMILY 32
 
 typedef struct clnorm_program {
     cl_program prog;
