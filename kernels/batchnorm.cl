@@ -615,3 +615,174 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
         }
     }
 }
+
+/* ---- fused: one work-group per channel, two walks over its slice ---------
+ * The first walk reduces the statistics (or the gradient sums), the second
+ * normalizes (or forms dx) while the slice is still in cache, so DRAM sees x
+ * once. Used when the slice fits the cache and there are channels enough to
+ * fill the device, and for small tensors, where one launch beats three. */
+
+/* Statistics of channel c, merged over all lanes; every lane gets the result. */
+inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint c, uint lane,
+                         __local real4 *sh)
+{
+    real4 acc = (real4)0;
+    for (uint o = 0; o < O; ++o) {
+        __global const store_t *row = x + ((ulong)o * C + c) * I;
+#if LX == 1
+        for (uint i = 0; i < I; i += SPAN)
+            acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, I - i)));
+#else
+        uint i = lane * 8;
+        for (; i + 8 <= I; i += 8 * LX)
+            acc = stat_merge(acc, stat_block8(LOAD8(row, i)));
+        for (; i < I; ++i)
+            acc = stat_merge(acc, stat_one(LOAD1(row, i)));
+#endif
+    }
+#if LX > 1
+    sh[lane] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = LX / 2; h > 0; h >>= 1) {
+        if (lane < h)
+            sh[lane] = stat_merge(sh[lane], sh[lane + h]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    acc = sh[0];
+#endif
+    return acc;
+}
+
+__kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                           uint O, uint C, uint I, real M, real eps, real f, real bessel,
+                           __global const real *gamma, ulong goff,
+                           __global const real *beta, ulong boff,
+                           __global real *smean, ulong smoff,
+                           __global real *sinv, ulong sioff,
+                           __global real *rmean, ulong rmoff,
+                           __global real *rvar, ulong rvoff)
+{
+    uint lane = get_local_id(0), c = get_group_id(1);
+    __local real4 sh[LX];
+    x += xoff;
+    y += yoff;
+    real4 acc  = fused_stats(x, O, C, I, c, lane, sh);
+    real  var  = acc.w / M;
+    real  inv  = (real)1 / sqrt(var + eps);
+    real  g    = gamma ? gamma[goff + c] : (real)1;
+    real  b    = beta ? beta[boff + c] : (real)0;
+    real4 k    = (real4)(acc.y, acc.z, g * inv, b);
+    if (lane == 0) {
+        real mean = acc.y + acc.z;
+        if (smean)
+            smean[smoff + c] = mean;
+        if (sinv)
+            sinv[sioff + c] = inv;
+        if (rmean)
+            rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
+        if (rvar)
+            rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
+    }
+    for (uint o = 0; o < O; ++o) {
+        ulong base = ((ulong)o * C + c) * I;
+        uint  i    = lane * 8;
+        for (; i + 8 <= I; i += 8 * LX)
+            STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);
+        for (; i < I; ++i)
+            STORE1(((LOAD1(x, base + i) - k.x) - k.y) * k.z + k.w, y, base + i);
+    }
+}
+
+__kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                           ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint I,
+                           real M, int frozen, real eps,
+                           __global const real *mean, ulong moff,
+                           __global const real *inv_src, ulong ioff,
+                           __global const real *gamma, ulong goff,
+                           __global real *dgamma, ulong dgoff,
+                           __global real *dbeta, ulong dboff)
+{
+    uint lane = get_local_id(0), c = get_group_id(1);
+    __local real4 sh[LX];
+    x += xoff;
+    dy += dyoff;
+    dx += dxoff;
+    real  m   = mean[moff + c];
+    real4 acc = (real4)0;
+    for (uint o = 0; o < O; ++o) {
+        ulong base = ((ulong)o * C + c) * I;
+#if LX == 1
+        for (uint i = 0; i < I; i += SPAN)
+            acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, I - i)));
+#else
+        uint i = lane * 8;
+        for (; i + 8 <= I; i += 8 * LX)
+            acc = bwd_block8(acc, LOAD8(dy, base + i), LOAD8(x, base + i), m);
+        for (; i < I; ++i) {
+            real d = LOAD1(dy, base + i);
+            acc = sum2_add(acc, (real2)(d, d * (LOAD1(x, base + i) - m)));
+        }
+#endif
+    }
+#if LX > 1
+    sh[lane] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = LX / 2; h > 0; h >>= 1) {
+        if (lane < h) {
+            real4 a = sum2_add(sh[lane], sh[lane + h].xy);
+            a.zw += sh[lane + h].zw;
+            sh[lane] = a;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    acc = sh[0];
+#endif
+    real sdy  = acc.x + acc.z;
+    real sdxm = acc.y + acc.w;
+    real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + c] + eps) : inv_src[ioff + c];
+    real g    = gamma ? gamma[goff + c] : (real)1;
+    real dg   = inv * sdxm;
+    if (lane == 0) {
+        if (dgamma)
+            dgamma[dgoff + c] = dg;
+        if (dbeta)
+            dbeta[dboff + c] = sdy;
+    }
+    real4 k = frozen ? (real4)(m, (real)0, g * inv, (real)0) : (real4)(m, inv * dg / M, g * inv, sdy / M);
+    for (uint o = 0; o < O; ++o) {
+        ulong base = ((ulong)o * C + c) * I;
+        uint  i    = lane * 8;
+        for (; i + 8 <= I; i += 8 * LX)
+            STORE8(bn_dx8(LOAD8(dy, base + i), LOAD8(x, base + i), k), dx, base + i);
+        for (; i < I; ++i) {
+            real d = LOAD1(dy, base + i), v = LOAD1(x, base + i);
+            STORE1(k.z * ((d - k.w) - (v - k.x) * k.y), dx, base + i);
+        }
+    }
+}
+
+/* Inference (and frozen dx, with x = dy, no mean and no beta) as one kernel:
+ * a work-group per channel, coefficients from the running statistics. */
+__kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                             uint O, uint C, uint I, real eps,
+                             __global const real *rmean, ulong rmoff,
+                             __global const real *rvar, ulong rvoff,
+                             __global const real *gamma, ulong goff,
+                             __global const real *beta, ulong boff)
+{
+    uint lane = get_local_id(0), c = get_group_id(1);
+    real inv = (real)1 / sqrt(rvar[rvoff + c] + eps);
+    real g   = gamma ? gamma[goff + c] : (real)1;
+    real4 k  = (real4)(rmean ? rmean[rmoff + c] : (real)0, (real)0, g * inv,
+                      beta ? beta[boff + c] : (real)0);
+    x += xoff;
+    y += yoff;
+    for (uint o = 0; o < O; ++o) {
+        ulong base = ((ulong)o * C + c) * I;
+        uint  i    = lane * 8;
+        for (; i + 8 <= I; i += 8 * LX)
+            STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);
+        for (; i < I; ++i)
+            STORE1(((LOAD1(x, base + i) - k.x) - k.y) * k.z + k.w, y, base + i);
+    }
+}

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Kernel indices, in the order of program.c's bn_kernels. */
@@ -22,7 +23,10 @@ enum {
     K_STATS_CSTREAM,
     K_BWD_CSTREAM,
     K_APPLY_CSTREAM,
-    K_DX_CSTREAM
+    K_DX_CSTREAM,
+    K_FWD_FUSED,
+    K_BWD_FUSED,
+    K_INFER_FUSED
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
@@ -37,6 +41,7 @@ typedef struct bn_plan {
     size_t W, Ip;         /* partial columns, partials per channel per chunk */
     size_t coef_bytes, part_bytes, part_off, state_off, state_bytes;
     int    stream;        /* CPU column stream: a work-item owns whole rows */
+    int    fused;         /* one work-group per channel does the whole op */
     size_t psize;         /* bytes of one parameter (float or double) */
 } bn_plan;
 
@@ -97,6 +102,13 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
         p->Ip = p->I;
     }
 sized:
+    /* A channel's slice small enough to stay in cache between the two walks
+     * and channels enough to fill the device; or a small tensor, where one
+     * launch beats three. */
+    p->fused = (p->rows && p->C >= t->fuse_min_channels && p->O * p->I <= t->fuse_max_slice) ||
+               p->total <= t->fuse_small_total;
+    if (getenv("CLNORM_NO_FUSED"))
+        p->fused = 0;
     p->coef_bytes  = align128(p->C * 4 * p->psize);
     p->part_off    = p->coef_bytes;
     p->part_bytes  = align128(p->K * p->W * 4 * p->psize);
@@ -326,6 +338,55 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
     return clnorm_seq_run(ctx, seq, k, 1, g, l);
 }
 
+/* The whole training forward as one kernel, a work-group per channel. */
+static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
+                                       const bn_plan *p, const clnorm_bn_args *a)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    double        M      = (double)p->O * (double)p->I;
+    double        bessel = d->unbiased_running_var && M > 1 ? M / (M - 1) : 1.0;
+    real_arg      rM = mk_real(p, M), reps = mk_real(p, d->epsilon), rf = mk_real(p, d->exp_avg_factor);
+    real_arg      rb = mk_real(p, bessel);
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I;
+    cl_ulong      xoff = a->x.offset, yoff = a->y.offset, goff = a->gamma.offset, boff = a->beta.offset;
+    cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
+    cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_FWD_FUSED, &k));
+    clnorm_karg args[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
+                          KARG(O),          KARG(C),     KARG(I),          KREAL(p, rM),
+                          KREAL(p, reps),   KREAL(p, rf), KREAL(p, rb),    KARG(a->gamma.mem),
+                          KARG(goff),       KARG(a->beta.mem), KARG(boff), KARG(a->saved_mean.mem),
+                          KARG(smoff),      KARG(a->saved_invstd.mem), KARG(sioff),
+                          KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff)};
+    CHECK(clnorm_set_args(ctx, k, args, 23));
+    size_t lx = ctx->tune.lx, g[2] = {lx, p->C}, l[2] = {lx, 1};
+    return clnorm_seq_run(ctx, seq, k, 2, g, l);
+}
+
+/* y = gamma*(x - mean)/sqrt(var + eps) + beta from per-channel vectors as
+ * one kernel; with x = dy, no mean and no beta it is the frozen dx. */
+static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
+                                         const bn_plan *p, clnorm_buffer x, clnorm_buffer y,
+                                         clnorm_buffer mean, clnorm_buffer var, clnorm_buffer gamma,
+                                         clnorm_buffer beta)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    real_arg      reps = mk_real(p, d->epsilon);
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I;
+    cl_ulong      xoff = x.offset, yoff = y.offset, moff = mean.offset, voff = var.offset;
+    cl_ulong      goff = gamma.offset, boff = beta.offset;
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FUSED, &k));
+    clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(O),
+                          KARG(C),         KARG(I),    KREAL(p, reps),  KARG(mean.mem), KARG(moff),
+                          KARG(var.mem),   KARG(voff), KARG(gamma.mem), KARG(goff), KARG(beta.mem),
+                          KARG(boff)};
+    CHECK(clnorm_set_args(ctx, k, args, 16));
+    size_t lx = ctx->tune.lx, g[2] = {lx, p->C}, l[2] = {lx, 1};
+    return clnorm_seq_run(ctx, seq, k, 2, g, l);
+}
+
 /* Enqueues y = ((x - hi) - lo) * scale + shift with coefficients in ws. */
 static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
                                    const bn_plan *p, const clnorm_bn_args *a, cl_mem ws, size_t wsoff)
@@ -385,13 +446,18 @@ clnorm_status clnorm_bn_forward_training(clnorm_context *ctx, cl_command_queue q
                            "%s: the unbiased running variance needs more than one value per channel "
                            "(N*spatial is 1); use a biased running variance or omit running_var",
                            fn);
-    cl_mem ws;
-    size_t wsoff;
-    CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + p.part_bytes, &ws, &wsoff));
+    cl_mem ws    = NULL;
+    size_t wsoff = 0;
+    if (!p.fused)
+        CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + p.part_bytes, &ws, &wsoff));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
-    CHECK_SEQ(enqueue_stats(ctx, &seq, desc, &p, args, ws, wsoff));
-    CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
+    if (p.fused) {
+        CHECK_SEQ(enqueue_fwd_fused(ctx, &seq, desc, &p, args));
+    } else {
+        CHECK_SEQ(enqueue_stats(ctx, &seq, desc, &p, args, ws, wsoff));
+        CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
+    }
 done:
     return clnorm_seq_end(&seq, st, event);
 }
@@ -410,10 +476,16 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     CHECK(check_vec(ctx, &p, "beta", args->beta, 0));
     CHECK(check_vec(ctx, &p, "running_mean", args->running_mean, 1));
     CHECK(check_vec(ctx, &p, "running_var", args->running_var, 1));
+    clnorm_seq seq;
+    if (p.fused) {
+        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+        st = enqueue_infer_fused(ctx, &seq, desc, &p, args->x, args->y, args->running_mean,
+                                 args->running_var, args->gamma, args->beta);
+        return clnorm_seq_end(&seq, st, event);
+    }
     cl_mem ws;
     size_t wsoff;
     CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes, &ws, &wsoff));
-    clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
     {
         cl_kernel k;
@@ -432,6 +504,36 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     }
     CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
 done:
+    return clnorm_seq_end(&seq, st, event);
+}
+
+/* Backward as one kernel, a work-group per channel (checks already done). */
+static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_queue queue,
+                                    const clnorm_bn_desc *desc, const bn_plan *p,
+                                    const clnorm_bn_args *args, cl_uint nwait, const cl_event *wait,
+                                    cl_event *event)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    clnorm_buffer mean = frozen ? args->running_mean : args->saved_mean;
+    clnorm_buffer inv  = frozen ? args->running_var : args->saved_invstd;
+    real_arg      rM = mk_real(p, (double)p->O * (double)p->I), reps = mk_real(p, desc->epsilon);
+    cl_int        fz = frozen;
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I;
+    cl_ulong      xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
+    cl_ulong      moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
+    cl_ulong      dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_FUSED, &k));
+    clnorm_karg a[] = {KARG(args->x.mem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                       KARG(args->dx.mem), KARG(dxoff), KARG(O), KARG(C), KARG(I), KREAL(p, rM),
+                       KARG(fz), KREAL(p, reps), KARG(mean.mem), KARG(moff), KARG(inv.mem), KARG(ioff),
+                       KARG(args->gamma.mem), KARG(goff), KARG(args->dgamma.mem), KARG(dgoff),
+                       KARG(args->dbeta.mem), KARG(dboff)};
+    CHECK(clnorm_set_args(ctx, k, a, 22));
+    clnorm_seq seq;
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    size_t lx = ctx->tune.lx, g[2] = {lx, p->C}, l[2] = {lx, 1};
+    st = clnorm_seq_run(ctx, &seq, k, 2, g, l);
     return clnorm_seq_end(&seq, st, event);
 }
 
@@ -459,6 +561,17 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
     CHECK(check_vec(ctx, &p, frozen ? "running_mean" : "saved_mean", mean, 1));
     CHECK(check_vec(ctx, &p, frozen ? "running_var" : "saved_invstd", inv, 1));
 
+    if (need_sums && need_x && p.fused)
+        return backward_fused(ctx, frozen, queue, desc, &p, args, nwait, wait, event);
+    if (!need_sums && p.fused) {
+        /* frozen dx alone: gamma/sqrt(var + eps) * dy */
+        clnorm_seq    seq;
+        clnorm_buffer none = {NULL, 0};
+        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+        st = enqueue_infer_fused(ctx, &seq, desc, &p, args->dy, args->dx, none, args->running_var,
+                                 args->gamma, none);
+        return clnorm_seq_end(&seq, st, event);
+    }
     cl_mem ws;
     size_t wsoff;
     CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + (need_sums ? p.part_bytes : 0), &ws,

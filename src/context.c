@@ -163,8 +163,10 @@ static cl_int info_string(cl_device_id device, cl_platform_id plat, cl_uint para
 {
     size_t n   = 0;
     cl_int err = device ? clGetDeviceInfo(device, param, 0, NULL, &n) : clGetPlatformInfo(plat, param, 0, NULL, &n);
-    if (err != CL_SUCCESS)
+    if (err != CL_SUCCESS || n == 0) {
+        buf[0] = '\0';
         return err;
+    }
     char *tmp = malloc(n + 1);
     if (!tmp)
         return CL_OUT_OF_HOST_MEMORY;
@@ -246,6 +248,9 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.chunk          = 16384;
         ctx->tune.min_parallel   = cu * 8;
         ctx->tune.rows_min_inner = 32;
+        ctx->tune.fuse_min_channels = cu * 2;
+        ctx->tune.fuse_max_slice    = (size_t)1 << 19;
+        ctx->tune.fuse_small_total  = (size_t)1 << 15;
     } else {
         size_t lx = 64;
         while (lx > 1 && lx > ctx->info.max_work_group_size)
@@ -254,6 +259,9 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.chunk          = lx * 8 * 16;
         ctx->tune.min_parallel   = cu * 2048;
         ctx->tune.rows_min_inner = 64;
+        ctx->tune.fuse_min_channels = cu * 4;
+        ctx->tune.fuse_max_slice    = (size_t)1 << 16;
+        ctx->tune.fuse_small_total  = (size_t)1 << 14;
     }
 }
 
@@ -267,16 +275,19 @@ static clnorm_status context_init(cl_context clctx, cl_device_id device, clnorm_
     cl_uint      ndev = 0;
     cl_device_id devs[MAX_DEVICES];
     cl_int       err = clGetContextInfo(clctx, CL_CONTEXT_NUM_DEVICES, sizeof ndev, &ndev, NULL);
-    if (err != CL_SUCCESS)
-        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,
-                           "clnorm_context_create: cl_ctx is not a valid cl_context (%d)", err);
     if (ndev > MAX_DEVICES)
         ndev = MAX_DEVICES;
+    if (err == CL_SUCCESS)
+        err = clGetContextInfo(clctx, CL_CONTEXT_DEVICES, ndev * sizeof(cl_device_id), devs, NULL);
+    if (err == CL_INVALID_CONTEXT)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "clnorm_context_create: cl_ctx is not a valid cl_context (%d)", err);
+    if (err != CL_SUCCESS) /* a valid context whose query failed: pass the cause on */
+        return clnorm_fail(NULL, (clnorm_status)err, "clnorm_context_create: querying cl_ctx failed (%d)",
+                           err);
     int found = 0;
-    if (clGetContextInfo(clctx, CL_CONTEXT_DEVICES, ndev * sizeof(cl_device_id), devs, NULL) ==
-        CL_SUCCESS)
-        for (cl_uint i = 0; i < ndev; ++i)
-            found |= devs[i] == device;
+    for (cl_uint i = 0; i < ndev; ++i)
+        found |= devs[i] == device;
     if (!found)
         return clnorm_fail(NULL, CLNORM_ERROR_INVALID_ARGUMENT,
                            "clnorm_context_create: device is not a device of cl_ctx");
@@ -398,9 +409,13 @@ clnorm_status clnorm_check_queue(clnorm_context *ctx, cl_command_queue queue, cl
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "queue is NULL");
     cl_context   qctx = NULL;
     cl_device_id qdev = NULL;
-    if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx, NULL) != CL_SUCCESS ||
-        clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qdev, &qdev, NULL) != CL_SUCCESS)
+    cl_int       err  = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qdev, &qdev, NULL);
+    if (err == CL_INVALID_COMMAND_QUEUE)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_QUEUE, "queue is not a valid command queue");
+    if (err != CL_SUCCESS)
+        return clnorm_fail(ctx, (clnorm_status)err, "querying the queue failed (%d)", err);
     if (qctx != ctx->clctx || qdev != ctx->device)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_QUEUE,
                            "queue belongs to another %s than the clnorm context",
@@ -426,9 +441,13 @@ clnorm_status clnorm_check_buffer(clnorm_context *ctx, const char *name, clnorm_
     }
     size_t     size = 0;
     cl_context mctx = NULL;
-    if (clGetMemObjectInfo(b.mem, CL_MEM_SIZE, sizeof size, &size, NULL) != CL_SUCCESS ||
-        clGetMemObjectInfo(b.mem, CL_MEM_CONTEXT, sizeof mctx, &mctx, NULL) != CL_SUCCESS)
+    cl_int     err  = clGetMemObjectInfo(b.mem, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetMemObjectInfo(b.mem, CL_MEM_CONTEXT, sizeof mctx, &mctx, NULL);
+    if (err == CL_INVALID_MEM_OBJECT)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_BUFFER, "buffer %s is not a valid cl_mem", name);
+    if (err != CL_SUCCESS)
+        return clnorm_fail(ctx, (clnorm_status)err, "buffer %s: querying it failed (%d)", name, err);
     if (mctx != ctx->clctx)
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_BUFFER,
                            "buffer %s belongs to another cl_context", name);
@@ -502,7 +521,8 @@ clnorm_status clnorm_seq_begin(clnorm_context *ctx, clnorm_seq *seq, cl_command_
     seq->wait  = wait;
     cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL);
     if (err != CL_SUCCESS)
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_QUEUE, "queue properties query failed (%d)", err);
+        return clnorm_fail(ctx, err == CL_INVALID_COMMAND_QUEUE ? CLNORM_ERROR_INVALID_QUEUE : (clnorm_status)err,
+                           "queue properties query failed (%d)", err);
     seq->out_of_order = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
     return CLNORM_SUCCESS;
 }

@@ -27,6 +27,9 @@ typedef struct clnorm_tuning {
     size_t   chunk;         /* elements one work-item (or lane group) reduces */
     size_t   min_parallel;  /* work-items wanted in a reduction for the device to be full */
     unsigned rows_min_inner;/* I at and above which the rows walk is used */
+    size_t   fuse_min_channels; /* fused one-kernel ops: channels to fill the device */
+    size_t   fuse_max_slice;    /* ... and the largest per-channel slice (elements) */
+    size_t   fuse_small_total;  /* tensors this small always take the fused kernel */
 } clnorm_tuning;
 
 struct clnorm_context {

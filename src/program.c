@@ -13,7 +13,8 @@ static const char *const bn_kernels[] = {
     "bn_stats_rows", "bn_stats_cols",  "bn_stats_combine", "bn_coef_running", "bn_apply_rows",
     "bn_apply_cols", "bn_bwd_rows",    "bn_bwd_cols",      "bn_bwd_combine",  "bn_dx_rows",
     "bn_dx_cols",
-    "bn_stats_cstream", "bn_bwd_cstream", "bn_apply_cstream", "bn_dx_cstream", NULL};
+    "bn_stats_cstream", "bn_bwd_cstream", "bn_apply_cstream", "bn_dx_cstream",
+    "bn_fwd_fused", "bn_bwd_fused", "bn_infer_fused", NULL};
 static const char *const rownorm_kernels[] = {
     "rn_fwd_fused", "rn_stats_part", "gn_stats_cols", "rn_stats_combine", "rn_apply",
     "rn_bwd_fused", "rn_bwd_part",   "gn_bwd_cols",   "rn_bwd_combine",   "rn_dx",

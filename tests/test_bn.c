@@ -233,6 +233,19 @@ static void run_case(const bn_case *tc)
     check_vec("frozen dgamma", tc->name, gdg, rdg, C, tc->data == DATA_MEAN_1E6 ? 1e-3 : 1e-4);
     check_vec("frozen dbeta", tc->name, gdb, rdb, C, 1e-4);
 
+    /* frozen dx alone: x, dgamma and dbeta absent */
+    cl_mem mdx3 = dev_from_double(NULL, n, NAN);
+    clnorm_bn_args fa = a;
+    fa.x      = clnorm_buf(NULL, 0);
+    fa.dgamma = clnorm_buf(NULL, 0);
+    fa.dbeta  = clnorm_buf(NULL, 0);
+    fa.dx     = clnorm_buf(mdx3, 0);
+    st        = clnorm_bn_backward_frozen(H.ctx, H.q, &d, &fa, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "%s: backward_frozen dx only: %s", tc->name, clnorm_last_error(H.ctx));
+    dev_to_double(mdx3, n, gdx);
+    check_vec("frozen dx only", tc->name, gdx, rdx, n, 2e-5);
+    clReleaseMemObject(mdx3);
+
     cl_mem all[] = {mx, my, mg, mb, mrm, mrv, msm, msi, my2, mdy, mdx, mdg, mdb, mdx2};
     for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
         clReleaseMemObject(all[i]);

@@ -1,0 +1,736 @@
+/* rownorm.c: the normalization family (layer, RMS, group and instance norm):
+ * argument checks, how rows are spread over the device, and the kernel
+ * sequences. Kernels are in kernels/rownorm.cl. */
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+/* Kernel indices, in the order of program.c's rownorm_kernels. */
+enum {
+    K_FWD_FUSED,
+    K_STATS_PART,
+    K_GN_STATS_COLS,
+    K_STATS_COMBINE,
+    K_APPLY,
+    K_BWD_FUSED,
+    K_BWD_PART,
+    K_GN_BWD_COLS,
+    K_BWD_COMBINE,
+    K_DX,
+    K_COL_PART,
+    K_COL_COMBINE
+};
+
+enum rn_op { OP_LN, OP_RMS, OP_GN };
+
+/* A shape and how its work is split on this device. Layer/RMS norm: R rows
+ * of L. Group norm: N samples, C channels (G groups of cpg), Sp positions;
+ * NCHW walks its N*C (n, c) rows of Sp values like rows. */
+typedef struct rn_plan {
+    enum rn_op op;
+    clnorm_dtype dtype;
+    size_t esize, psize, total;
+    size_t R, L;              /* the row view the row kernels walk */
+    size_t N, C, Sp, G, cpg;  /* group norm */
+    int    nhwc;
+    size_t nstat, nper;       /* statistics rows and values per statistic */
+    size_t S, Lseg, lpr, tpi, groups; /* row walk: S segments per row (1: fused) */
+    size_t Rc, Kc;            /* group norm NHWC column walk */
+    size_t Q;                 /* partials per statistics row */
+    size_t RC, K;             /* layer/RMS norm dgamma/dbeta: K chunks of RC rows */
+    size_t coef_n, part_n, col_n; /* scratch real4 counts */
+    size_t part_off, col_off, fwd_bytes, bwd_bytes;
+} rn_plan;
+
+static size_t align128(size_t v) { return clnorm_round_up(v, 128); }
+
+/* Splits R rows of L values into tasks: lanes per task (1, or the whole
+ * work-group once a row fills it), segments per row (only when the rows
+ * alone cannot fill the device and a segment stays long), tasks per lane or
+ * work-group so that each walks about tune.chunk values. */
+static void plan_rows(const clnorm_context *ctx, size_t R, size_t L, rn_plan *p)
+{
+    const clnorm_tuning *t  = &ctx->tune;
+    size_t               lx = t->lx, minp = t->min_parallel;
+    p->lpr                  = lx > 1 && L >= 8 * lx ? lx : 1;
+    p->S                    = 1;
+    if (R * p->lpr < minp) {
+        size_t want    = clnorm_div_up(minp, R * p->lpr);
+        size_t seg_min = t->cpu_style ? t->chunk : 32 * lx;
+        size_t most    = L / seg_min;
+        p->S           = want < most ? want : most;
+        if (p->S < 1)
+            p->S = 1;
+    }
+    p->Lseg = L;
+    if (p->S > 1) {
+        p->Lseg = clnorm_round_up(clnorm_div_up(L, p->S), 8);
+        p->S    = clnorm_div_up(L, p->Lseg);
+    }
+    size_t tasks = R * p->S, len = p->S > 1 ? p->Lseg : L;
+    size_t tpi = t->chunk / len, cap = tasks * p->lpr / minp;
+    if (tpi > cap)
+        tpi = cap;
+    p->tpi    = tpi < 1 ? 1 : tpi;
+    p->groups = clnorm_div_up(tasks, p->lpr == 1 ? p->tpi * lx : p->tpi);
+}
+
+/* Scratch: apply/dx coefficients, partials, then column partials (layer/RMS
+ * dgamma/dbeta) or the per-(n, c) table (group norm dgamma/dbeta). */
+static void plan_scratch(rn_plan *p)
+{
+    size_t r4  = 4 * p->psize;
+    p->part_off  = align128(p->coef_n * r4);
+    p->col_off   = p->part_off + align128(p->part_n * r4);
+    p->fwd_bytes = p->col_off;
+    p->bwd_bytes = p->col_off + align128(p->col_n * r4);
+}
+
+static void plan_norm(const clnorm_context *ctx, rn_plan *p)
+{
+    plan_rows(ctx, p->R, p->L, p);
+    p->nstat = p->R;
+    p->nper  = p->L;
+    p->Q     = p->S;
+    if (p->S > 1) {
+        p->coef_n = p->R;
+        p->part_n = p->R * p->S;
+    }
+    /* dgamma/dbeta: enough (column block, row chunk) work-items to fill the
+     * device; one chunk writes the outputs directly. */
+    size_t ncb = clnorm_div_up(p->L, 8);
+    p->K       = clnorm_div_up(ctx->tune.min_parallel, ncb);
+    if (p->K > p->R)
+        p->K = p->R;
+    p->RC = clnorm_div_up(p->R, p->K);
+    p->K  = clnorm_div_up(p->R, p->RC);
+    if (p->K > 1)
+        p->col_n = p->K * p->L;
+    plan_scratch(p);
+}
+
+static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p)
+{
+    const clnorm_tuning *t = &ctx->tune;
+    p->nstat               = p->N * p->G;
+    p->nper                = p->cpg * p->Sp;
+    if (p->nhwc) {
+        size_t rc = t->chunk < p->Sp ? t->chunk : p->Sp;
+        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < t->min_parallel && rc > 8)
+            rc /= 2;
+        p->Rc = rc;
+        p->Kc = clnorm_div_up(p->Sp, rc);
+        p->Q  = p->cpg * p->Kc;
+    } else {
+        p->R = p->N * p->C;
+        p->L = p->Sp;
+        plan_rows(ctx, p->R, p->L, p);
+        p->Q = p->cpg * p->S;
+    }
+    p->coef_n = p->N * p->C;
+    p->part_n = p->nstat * p->Q;
+    p->col_n  = p->N * p->C;
+    plan_scratch(p);
+}
+
+/* Shape checks shared by the descriptors: dims nonzero, the element count
+ * within what the kernels index. */
+static clnorm_status check_dims(clnorm_context *ctx, const char *fn, size_t ndim, size_t lo,
+                                const size_t *dims, size_t *total)
+{
+    if (ndim < lo || ndim > CLNORM_MAX_DIMS)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_SHAPE, "%s: desc->ndim is %zu, expected %zu..%d", fn,
+                           ndim, lo, CLNORM_MAX_DIMS);
+    size_t t = 1;
+    for (size_t i = 0; i < ndim; ++i) {
+        if (dims[i] == 0)
+            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_SHAPE, "%s: desc->dims[%zu] is 0", fn, i);
+        if (!clnorm_mul_ok(t, dims[i], &t))
+            return clnorm_fail(ctx, CLNORM_ERROR_SIZE_OVERFLOW,
+                               "%s: the element count overflows size_t at desc->dims[%zu]", fn, i);
+    }
+    /* element indices are 64-bit in the kernels; keep byte sizes far from
+     * overflow, as batch norm does */
+    if (t > ((size_t)1 << 52) / 8)
+        return clnorm_fail(ctx, CLNORM_ERROR_SIZE_OVERFLOW,
+                           "%s: %zu elements exceed the kernels' index range (2^49)", fn, t);
+    *total = t;
+    return CLNORM_SUCCESS;
+}
+
+static clnorm_status check_eps(clnorm_context *ctx, const char *fn, double eps)
+{
+    if (!(eps > 0) || !isfinite(eps))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_EPSILON, "%s: desc->epsilon is %g, must be > 0", fn,
+                           eps);
+    return CLNORM_SUCCESS;
+}
+
+#define CHECK(expr)               \
+    do {                          \
+        st = (expr);              \
+        if (st != CLNORM_SUCCESS) \
+            return st;            \
+    } while (0)
+
+#define CHECK_SEQ(expr)           \
+    do {                          \
+        st = (expr);              \
+        if (st != CLNORM_SUCCESS) \
+            goto done;            \
+    } while (0)
+
+static clnorm_status check_norm_desc(clnorm_context *ctx, const char *fn, const clnorm_norm_desc *d,
+                                     enum rn_op op, rn_plan *p)
+{
+    clnorm_status st;
+    memset(p, 0, sizeof *p);
+    if (!d)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: desc is NULL", fn);
+    CHECK(clnorm_check_dtype(ctx, d->dtype));
+    size_t total;
+    CHECK(check_dims(ctx, fn, d->ndim, 1, d->dims, &total));
+    long n = (long)d->ndim;
+    if (d->axis < -n || d->axis >= n)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_AXIS, "%s: desc->axis is %d, expected %ld..%ld", fn,
+                           d->axis, -n, n - 1);
+    size_t axis = (size_t)(d->axis < 0 ? d->axis + n : d->axis);
+    CHECK(check_eps(ctx, fn, d->epsilon));
+    p->op    = op;
+    p->dtype = d->dtype;
+    p->esize = clnorm_dtype_size(d->dtype);
+    p->psize = clnorm_param_size(d->dtype);
+    p->total = total;
+    p->R     = 1;
+    for (size_t i = 0; i < axis; ++i)
+        p->R *= d->dims[i];
+    p->L = total / p->R;
+    plan_norm(ctx, p);
+    return CLNORM_SUCCESS;
+}
+
+static clnorm_status check_gn_desc(clnorm_context *ctx, const char *fn, const clnorm_groupnorm_desc *d,
+                                   int instance, rn_plan *p)
+{
+    clnorm_status st;
+    memset(p, 0, sizeof *p);
+    if (!d)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: desc is NULL", fn);
+    if (d->layout != CLNORM_NCHW && d->layout != CLNORM_NHWC)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_LAYOUT,
+                           "%s: desc->layout %d is not a clnorm_layout", fn, (int)d->layout);
+    CHECK(clnorm_check_dtype(ctx, d->dtype));
+    size_t total;
+    CHECK(check_dims(ctx, fn, d->ndim, 2, d->dims, &total));
+    int    nhwc = d->layout == CLNORM_NHWC;
+    size_t N = d->dims[0], C = nhwc ? d->dims[d->ndim - 1] : d->dims[1];
+    size_t G = instance ? C : d->num_groups;
+    if (G == 0 || C % G != 0)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_GROUPS,
+                           "%s: desc->num_groups is %zu; it must be positive and divide C = %zu", fn, G,
+                           C);
+    CHECK(check_eps(ctx, fn, d->epsilon));
+    p->op    = OP_GN;
+    p->dtype = d->dtype;
+    p->esize = clnorm_dtype_size(d->dtype);
+    p->psize = clnorm_param_size(d->dtype);
+    p->total = total;
+    p->N     = N;
+    p->C     = C;
+    p->Sp    = total / (N * C);
+    p->G     = G;
+    p->cpg   = C / G;
+    p->nhwc  = nhwc;
+    plan_groupnorm(ctx, p);
+    return CLNORM_SUCCESS;
+}
+
+/* ---- public: descriptors and workspace ------------------------------------ */
+
+clnorm_status clnorm_norm_desc_init(clnorm_norm_desc *desc, size_t ndim, const size_t *dims, int axis)
+{
+    if (!desc || !dims)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_ARGUMENT, "clnorm_norm_desc_init: %s is NULL",
+                           desc ? "dims" : "desc");
+    if (ndim < 1 || ndim > CLNORM_MAX_DIMS)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_SHAPE,
+                           "clnorm_norm_desc_init: ndim is %zu, expected 1..%d", ndim, CLNORM_MAX_DIMS);
+    memset(desc, 0, sizeof *desc);
+    desc->dtype = CLNORM_F32;
+    desc->ndim  = ndim;
+    memcpy(desc->dims, dims, ndim * sizeof *dims);
+    desc->axis    = axis;
+    desc->epsilon = 1e-5;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_groupnorm_desc_init(clnorm_groupnorm_desc *desc, clnorm_layout layout, size_t ndim,
+                                         const size_t *dims, size_t num_groups)
+{
+    if (!desc || !dims)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_ARGUMENT, "clnorm_groupnorm_desc_init: %s is NULL",
+                           desc ? "dims" : "desc");
+    if (ndim < 2 || ndim > CLNORM_MAX_DIMS)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_SHAPE,
+                           "clnorm_groupnorm_desc_init: ndim is %zu, expected 2..%d", ndim,
+                           CLNORM_MAX_DIMS);
+    memset(desc, 0, sizeof *desc);
+    desc->dtype  = CLNORM_F32;
+    desc->layout = layout;
+    desc->ndim   = ndim;
+    memcpy(desc->dims, dims, ndim * sizeof *dims);
+    desc->num_groups = num_groups;
+    desc->epsilon    = 1e-5;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_norm_workspace_size(clnorm_context *ctx, const clnorm_norm_desc *desc, size_t *bytes)
+{
+    static const char fn[] = "clnorm_norm_workspace_size";
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
+    if (!bytes)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: bytes is NULL", fn);
+    rn_plan       p;
+    clnorm_status st;
+    CHECK(check_norm_desc(ctx, fn, desc, OP_LN, &p));
+    *bytes = p.bwd_bytes;
+    return CLNORM_SUCCESS;
+}
+
+static clnorm_status gn_workspace(clnorm_context *ctx, const char *fn, const clnorm_groupnorm_desc *desc,
+                                  int instance, size_t *bytes)
+{
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
+    if (!bytes)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: bytes is NULL", fn);
+    rn_plan       p;
+    clnorm_status st;
+    CHECK(check_gn_desc(ctx, fn, desc, instance, &p));
+    *bytes = p.bwd_bytes;
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_groupnorm_workspace_size(clnorm_context *ctx, const clnorm_groupnorm_desc *desc,
+                                              size_t *bytes)
+{
+    return gn_workspace(ctx, "clnorm_groupnorm_workspace_size", desc, 0, bytes);
+}
+
+clnorm_status clnorm_instancenorm_workspace_size(clnorm_context *ctx, const clnorm_groupnorm_desc *desc,
+                                                 size_t *bytes)
+{
+    return gn_workspace(ctx, "clnorm_instancenorm_workspace_size", desc, 1, bytes);
+}
+
+/* ---- enqueue helpers ------------------------------------------------------ */
+
+/* Scalar kernel arguments in the compute type. */
+typedef union { float f; double d; } real_arg;
+static real_arg mk_real(const rn_plan *p, double v)
+{
+    real_arg r;
+    if (p->psize == 8)
+        r.d = v;
+    else
+        r.f = (float)v;
+    return r;
+}
+#define KREAL(p, v) { (p)->psize, &(v) }
+
+/* Scratch of the given size, or none at all when nothing is needed and the
+ * caller gave no workspace (no allocation for the fused paths). */
+static clnorm_status get_scratch(clnorm_context *ctx, const clnorm_norm_args *a, size_t bytes, cl_mem *ws,
+                                 size_t *wsoff)
+{
+    *ws    = NULL;
+    *wsoff = 0;
+    if (bytes == 0 && !a->workspace.mem)
+        return CLNORM_SUCCESS;
+    return clnorm_get_scratch(ctx, a->workspace, bytes, ws, wsoff);
+}
+
+/* Runs a row kernel over the plan's work-groups. */
+static clnorm_status run_rows(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p)
+{
+    size_t lx = ctx->tune.lx, g[1] = {p->groups * lx}, l[1] = {lx};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
+/* Runs a kernel with one work-item per index in [0, n). */
+static clnorm_status run_1d(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, size_t n)
+{
+    size_t lc = n < 64 ? n : 64, g[1] = {clnorm_round_up(n, lc)}, l[1] = {lc};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
+/* Runs a group norm NHWC column kernel: work-items (c, k, n). */
+static clnorm_status run_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p)
+{
+    size_t lw = p->C < 64 ? p->C : 64;
+    size_t g[3] = {clnorm_round_up(p->C, lw), p->Kc, p->N}, l[3] = {lw, 1, 1};
+    return clnorm_seq_run(ctx, seq, k, 3, g, l);
+}
+
+/* The elementwise view of the tensor for apply and dx: rows of L with the
+ * coefficient of element (r, j) at (r / rdiv)*rstride (+ j when percol). */
+typedef struct ew_view {
+    cl_ulong L, rdiv, rstride;
+    cl_int   percol;
+} ew_view;
+
+static ew_view ew_of(const rn_plan *p)
+{
+    ew_view v = {p->L, 1, 1, 0};
+    if (p->op == OP_GN) {
+        if (p->nhwc) {
+            v.L       = p->C;
+            v.rdiv    = p->Sp;
+            v.rstride = p->C;
+            v.percol  = 1;
+        } else {
+            v.L = p->Sp;
+        }
+    }
+    return v;
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const rn_plan *p,
+                                     const clnorm_norm_args *a, double eps, cl_mem ws, size_t wsoff)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    clnorm_dtype  dt   = p->dtype;
+    size_t        r4   = 4 * p->psize;
+    cl_ulong      xoff = a->x.offset, yoff = a->y.offset, goff = a->gamma.offset, boff = a->beta.offset;
+    cl_ulong      moff = a->mean.offset, ioff = a->invstd.offset;
+    cl_ulong      cofs = wsoff / r4, poff = (wsoff + p->part_off) / r4;
+    cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
+    cl_uint       tpi = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
+    cl_int        rms   = p->op == OP_RMS;
+    real_arg      reps  = mk_real(p, eps);
+    cl_mem        nomem = NULL;
+    cl_mem        mean  = rms ? nomem : a->mean.mem;
+    cl_mem        beta  = rms ? nomem : a->beta.mem;
+
+    if (p->op != OP_GN && p->S == 1) {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_FWD_FUSED, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
+                              KARG(a->gamma.mem), KARG(goff), KARG(beta), KARG(boff),
+                              KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
+                              KARG(R), KARG(L), KARG(tpi), KARG(lpr), KARG(rms), KREAL(p, reps)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
+        return run_rows(ctx, seq, k, p);
+    }
+    if (p->op == OP_GN && p->nhwc) {
+        cl_ulong C = p->C, Sp = p->Sp, Rc = p->Rc, Kc = p->Kc;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_STATS_COLS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(C), KARG(Sp), KARG(Rc), KARG(Kc),
+                              KARG(ws), KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 8));
+        CHECK(run_cols(ctx, seq, k, p));
+    } else {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_STATS_PART, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(R), KARG(L), KARG(S), KARG(Lseg),
+                              KARG(tpi), KARG(lpr), KARG(rms), KARG(ws), KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 11));
+        CHECK(run_rows(ctx, seq, k, p));
+    }
+    {
+        /* layer/RMS norm: one coefficient per row, gamma and beta applied per
+         * column; group norm: per (n, c), gamma and beta folded in */
+        int      gn   = p->op == OP_GN;
+        cl_ulong rows = p->nstat, Q = p->Q, cpg = gn ? p->cpg : 1, G = gn ? p->G : 1;
+        real_arg rn   = mk_real(p, (double)p->nper);
+        cl_mem   cg = gn ? a->gamma.mem : nomem, cb = gn ? a->beta.mem : nomem;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_STATS_COMBINE, &k));
+        clnorm_karg args[] = {KARG(ws),   KARG(poff), KARG(rows), KARG(Q),    KARG(cpg),
+                              KARG(G),    KREAL(p, rn), KREAL(p, reps), KARG(rms), KARG(cg),
+                              KARG(goff), KARG(cb),   KARG(boff), KARG(mean), KARG(moff),
+                              KARG(a->invstd.mem), KARG(ioff), KARG(ws), KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 19));
+        CHECK(run_1d(ctx, seq, k, p->nstat));
+    }
+    {
+        ew_view  v     = ew_of(p);
+        cl_ulong total = p->total;
+        cl_mem   ag = p->op == OP_GN ? nomem : a->gamma.mem, ab = p->op == OP_GN ? nomem : beta;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_APPLY, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),      KARG(a->y.mem), KARG(yoff),
+                              KARG(total),    KARG(v.L),       KARG(v.rdiv),   KARG(v.rstride),
+                              KARG(v.percol), KARG(ag),        KARG(goff),     KARG(ab),
+                              KARG(boff),     KARG(ws),        KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 15));
+        return run_1d(ctx, seq, k, clnorm_div_up(p->total, 8));
+    }
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, const rn_plan *p,
+                                      const clnorm_norm_args *a, cl_mem ws, size_t wsoff)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    clnorm_dtype  dt   = p->dtype;
+    size_t        r4   = 4 * p->psize;
+    cl_ulong      xoff = a->x.offset, dyoff = a->dy.offset, dxoff = a->dx.offset;
+    cl_ulong      goff = a->gamma.offset, moff = a->mean.offset, ioff = a->invstd.offset;
+    cl_ulong      dgoff = a->dgamma.offset, dboff = a->dbeta.offset;
+    cl_ulong      cofs = wsoff / r4, poff = (wsoff + p->part_off) / r4, tofs = (wsoff + p->col_off) / r4;
+    cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
+    cl_uint       tpi = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
+    cl_int        rms   = p->op == OP_RMS;
+    cl_mem        nomem = NULL;
+    cl_mem        mean  = rms ? nomem : a->mean.mem;
+    cl_mem        dbeta = rms ? nomem : a->dbeta.mem;
+    int           grads = a->dgamma.mem || dbeta;
+
+    if (p->op != OP_GN) {
+        /* dgamma/dbeta first: they read x and dy, which dx may overwrite */
+        if (grads) {
+            cl_ulong RC = p->RC, K = p->K;
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_PART, &k));
+            clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),  KARG(a->dy.mem), KARG(dyoff),
+                                  KARG(mean),     KARG(moff),  KARG(a->invstd.mem), KARG(ioff),
+                                  KARG(R),        KARG(L),     KARG(RC),       KARG(K),
+                                  KARG(rms),      KARG(ws),    KARG(tofs),     KARG(a->dgamma.mem),
+                                  KARG(dgoff),    KARG(dbeta), KARG(dboff)};
+            CHECK(clnorm_set_args(ctx, k, args, 19));
+            size_t ncb = clnorm_div_up(p->L, 8), lc = ncb < 64 ? ncb : 64;
+            size_t g[2] = {clnorm_round_up(ncb, lc), p->K}, l[2] = {lc, 1};
+            CHECK(clnorm_seq_run(ctx, seq, k, 2, g, l));
+            if (p->K > 1) {
+                CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_COMBINE, &k));
+                clnorm_karg cargs[] = {KARG(ws),    KARG(tofs),  KARG(K),     KARG(L),
+                                       KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
+                CHECK(clnorm_set_args(ctx, k, cargs, 8));
+                CHECK(run_1d(ctx, seq, k, p->L));
+            }
+        }
+        if (p->S == 1) {
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_FUSED, &k));
+            clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
+                                  KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
+                                  KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
+                                  KARG(R),        KARG(L),    KARG(tpi),           KARG(lpr),
+                                  KARG(rms)};
+            CHECK(clnorm_set_args(ctx, k, args, 17));
+            return run_rows(ctx, seq, k, p);
+        }
+    }
+
+    /* partial sums */
+    if (p->op == OP_GN && p->nhwc) {
+        cl_ulong C = p->C, Sp = p->Sp, cpg = p->cpg, Rc = p->Rc, Kc = p->Kc;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_BWD_COLS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem), KARG(dyoff), KARG(mean),
+                              KARG(moff),     KARG(C),    KARG(Sp),        KARG(cpg),   KARG(Rc),
+                              KARG(Kc),       KARG(ws),   KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 13));
+        CHECK(run_cols(ctx, seq, k, p));
+    } else {
+        cl_ulong mdiv = p->op == OP_GN ? p->cpg : 1;
+        cl_mem   g    = p->op == OP_GN ? nomem : a->gamma.mem;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_PART, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem), KARG(dyoff), KARG(g),
+                              KARG(goff),     KARG(mean), KARG(moff),      KARG(R),     KARG(L),
+                              KARG(S),        KARG(Lseg), KARG(tpi),       KARG(lpr),   KARG(mdiv),
+                              KARG(rms),      KARG(ws),   KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
+        CHECK(run_rows(ctx, seq, k, p));
+    }
+    /* per statistics row: dx coefficients (and group norm's (n, c) table) */
+    int gn = p->op == OP_GN;
+    {
+        cl_ulong rows = p->nstat, Q = p->Q, cpg = gn ? p->cpg : 1, G = gn ? p->G : 1;
+        real_arg rn   = mk_real(p, (double)p->nper);
+        cl_mem   g    = gn ? a->gamma.mem : nomem;
+        cl_mem   tab  = gn && grads ? ws : nomem;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_COMBINE, &k));
+        clnorm_karg args[] = {KARG(ws),   KARG(poff), KARG(rows),          KARG(Q),    KARG(cpg),
+                              KARG(G),    KREAL(p, rn), KARG(rms),         KARG(g),    KARG(goff),
+                              KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff), KARG(ws),
+                              KARG(cofs), KARG(tab),  KARG(tofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
+        CHECK(run_1d(ctx, seq, k, p->nstat));
+    }
+    {
+        ew_view  v     = ew_of(p);
+        cl_ulong total = p->total;
+        cl_mem   g     = gn ? nomem : a->gamma.mem;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_DX, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),      KARG(a->dy.mem), KARG(dyoff),
+                              KARG(a->dx.mem), KARG(dxoff),    KARG(total),     KARG(v.L),
+                              KARG(v.rdiv),   KARG(v.rstride), KARG(v.percol),  KARG(g),
+                              KARG(goff),     KARG(ws),        KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 15));
+        CHECK(run_1d(ctx, seq, k, clnorm_div_up(p->total, 8)));
+    }
+    if (gn && grads) {
+        cl_ulong K = p->N, W = p->C;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_COMBINE, &k));
+        clnorm_karg args[] = {KARG(ws), KARG(tofs), KARG(K), KARG(W), KARG(a->dgamma.mem),
+                              KARG(dgoff), KARG(a->dbeta.mem), KARG(dboff)};
+        CHECK(clnorm_set_args(ctx, k, args, 8));
+        CHECK(run_1d(ctx, seq, k, p->C));
+    }
+    return CLNORM_SUCCESS;
+}
+
+/* ---- entry points --------------------------------------------------------- */
+
+/* Buffer checks: the tensor, and the vectors (params of L or C values,
+ * statistics of nstat values). */
+static clnorm_status check_tensor(clnorm_context *ctx, const rn_plan *p, const char *name, clnorm_buffer b)
+{
+    return clnorm_check_buffer(ctx, name, b, 1, p->total, p->esize);
+}
+
+static clnorm_status check_param(clnorm_context *ctx, const rn_plan *p, const char *name, clnorm_buffer b)
+{
+    return clnorm_check_buffer(ctx, name, b, 0, p->op == OP_GN ? p->C : p->L, p->psize);
+}
+
+static clnorm_status check_stat(clnorm_context *ctx, const rn_plan *p, const char *name, clnorm_buffer b,
+                                int required)
+{
+    return clnorm_check_buffer(ctx, name, b, required, p->nstat, p->psize);
+}
+
+/* Everything after the descriptor: queue, buffers, scratch, then the
+ * commands. No command is enqueued unless every check passed. */
+static clnorm_status run_op(clnorm_context *ctx, int backward, const rn_plan *p, double eps,
+                            cl_command_queue queue, const clnorm_norm_args *a, cl_uint nwait,
+                            const cl_event *wait, cl_event *event)
+{
+    clnorm_status st;
+    int           rms = p->op == OP_RMS;
+    CHECK(clnorm_check_queue(ctx, queue, nwait, wait));
+    CHECK(check_tensor(ctx, p, "x", a->x));
+    if (!backward) {
+        CHECK(check_tensor(ctx, p, "y", a->y));
+        CHECK(check_param(ctx, p, "gamma", a->gamma));
+        if (!rms) {
+            CHECK(check_param(ctx, p, "beta", a->beta));
+            CHECK(check_stat(ctx, p, "mean", a->mean, 0));
+        }
+        CHECK(check_stat(ctx, p, "invstd", a->invstd, 0));
+    } else {
+        CHECK(check_tensor(ctx, p, "dy", a->dy));
+        CHECK(check_tensor(ctx, p, "dx", a->dx));
+        CHECK(check_param(ctx, p, "gamma", a->gamma));
+        CHECK(check_param(ctx, p, "dgamma", a->dgamma));
+        if (!rms) {
+            CHECK(check_param(ctx, p, "dbeta", a->dbeta));
+            CHECK(check_stat(ctx, p, "mean", a->mean, 1));
+        }
+        CHECK(check_stat(ctx, p, "invstd", a->invstd, 1));
+    }
+    cl_mem ws;
+    size_t wsoff;
+    size_t need = backward ? p->bwd_bytes : p->fwd_bytes;
+    if (backward && p->op != OP_GN && !a->dgamma.mem && (rms || !a->dbeta.mem))
+        need = p->col_off; /* no column partials */
+    CHECK(get_scratch(ctx, a, need, &ws, &wsoff));
+    clnorm_seq seq;
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    if (backward)
+        CHECK_SEQ(enqueue_backward(ctx, &seq, p, a, ws, wsoff));
+    else
+        CHECK_SEQ(enqueue_forward(ctx, &seq, p, a, eps, ws, wsoff));
+done:
+    return clnorm_seq_end(&seq, st, event);
+}
+
+static clnorm_status norm_entry(clnorm_context *ctx, const char *fn, enum rn_op op, int backward,
+                                cl_command_queue queue, const clnorm_norm_desc *desc,
+                                const clnorm_norm_args *args, cl_uint nwait, const cl_event *wait,
+                                cl_event *event)
+{
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
+    if (!args)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
+    rn_plan       p;
+    clnorm_status st;
+    CHECK(check_norm_desc(ctx, fn, desc, op, &p));
+    return run_op(ctx, backward, &p, desc->epsilon, queue, args, nwait, wait, event);
+}
+
+static clnorm_status gn_entry(clnorm_context *ctx, const char *fn, int instance, int backward,
+                              cl_command_queue queue, const clnorm_groupnorm_desc *desc,
+                              const clnorm_norm_args *args, cl_uint nwait, const cl_event *wait,
+                              cl_event *event)
+{
+    if (!ctx)
+        return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
+    if (!args)
+        return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
+    rn_plan       p;
+    clnorm_status st;
+    CHECK(check_gn_desc(ctx, fn, desc, instance, &p));
+    return run_op(ctx, backward, &p, desc->epsilon, queue, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_layernorm_forward(clnorm_context *ctx, cl_command_queue queue,
+                                       const clnorm_norm_desc *desc, const clnorm_norm_args *args,
+                                       cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return norm_entry(ctx, "clnorm_layernorm_forward", OP_LN, 0, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_layernorm_backward(clnorm_context *ctx, cl_command_queue queue,
+                                        const clnorm_norm_desc *desc, const clnorm_norm_args *args,
+                                        cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return norm_entry(ctx, "clnorm_layernorm_backward", OP_LN, 1, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_rmsnorm_forward(clnorm_context *ctx, cl_command_queue queue,
+                                     const clnorm_norm_desc *desc, const clnorm_norm_args *args,
+                                     cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return norm_entry(ctx, "clnorm_rmsnorm_forward", OP_RMS, 0, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_rmsnorm_backward(clnorm_context *ctx, cl_command_queue queue,
+                                      const clnorm_norm_desc *desc, const clnorm_norm_args *args,
+                                      cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return norm_entry(ctx, "clnorm_rmsnorm_backward", OP_RMS, 1, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_groupnorm_forward(clnorm_context *ctx, cl_command_queue queue,
+                                       const clnorm_groupnorm_desc *desc, const clnorm_norm_args *args,
+                                       cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return gn_entry(ctx, "clnorm_groupnorm_forward", 0, 0, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_groupnorm_backward(clnorm_context *ctx, cl_command_queue queue,
+                                        const clnorm_groupnorm_desc *desc, const clnorm_norm_args *args,
+                                        cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return gn_entry(ctx, "clnorm_groupnorm_backward", 0, 1, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_instancenorm_forward(clnorm_context *ctx, cl_command_queue queue,
+                                          const clnorm_groupnorm_desc *desc, const clnorm_norm_args *args,
+                                          cl_uint nwait, const cl_event *wait, cl_event *event)
+{
+    return gn_entry(ctx, "clnorm_instancenorm_forward", 1, 0, queue, desc, args, nwait, wait, event);
+}
+
+clnorm_status clnorm_instancenorm_backward(clnorm_context *ctx, cl_command_queue queue,
+                                           const clnorm_groupnorm_desc *desc,
+                                           const clnorm_norm_args *args, cl_uint nwait,
+                                           const cl_event *wait, cl_event *event)
+{
+    return gn_entry(ctx, "clnorm_instancenorm_backward", 1, 1, queue, desc, args, nwait, wait, event);
+}
