@@ -291,10 +291,69 @@ static void bench_latency(void)
         printf("(tiny shapes: compare ms with the empty kernel's enqueue + finish above)\n");
 }
 
+/* --first-call: time context creation plus the first training forward in
+ * this (fresh) process, which builds or loads the programs. */
+static int first_call(void)
+{
+    double        t0 = now();
+    clnorm_status st = clnorm_context_create_default(NULL, &ctx);
+    if (st != CLNORM_SUCCESS)
+        FAIL("clnorm: %s: %s", clnorm_status_string(st), clnorm_last_error(NULL));
+    cl = clnorm_context_cl_context(ctx);
+    q  = clnorm_context_queue(ctx);
+    size_t         dims[4] = {2, 4, 4, 4};
+    bn_run         r;
+    memset(&r, 0, sizeof r);
+    clnorm_bn_desc_init(&r.desc, CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, dims);
+    cl_mem x = alloc_buf(128 * 4, 1), y = alloc_buf(128 * 4, 0);
+    clFinish(q);
+    double t1 = now();
+    r.args.x = clnorm_buf(x, 0);
+    r.args.y = clnorm_buf(y, 0);
+    r.dir    = FWD_TRAIN;
+    run_bn(&r);
+    clFinish(q);
+    double t2 = now();
+    printf("%.1f %.1f\n", (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+    clReleaseMemObject(x);
+    clReleaseMemObject(y);
+    clnorm_context_destroy(ctx);
+    return 0;
+}
+
+/* Runs this program with --first-call in fresh processes: once with empty
+ * program caches (clnorm's and PoCL's), once again with them filled. */
+static void cold_warm(const char *self)
+{
+    char dir[] = "/tmp/clnorm-coldwarm-XXXXXX";
+    if (!mkdtemp(dir))
+        FAIL("mkdtemp failed");
+    const char *label[2] = {"cold cache", "warm cache"};
+    for (int i = 0; i < 2; ++i) {
+        char cmd[1024], line[128] = "";
+        snprintf(cmd, sizeof cmd, "CLNORM_CACHE_DIR=%s/clnorm POCL_CACHE_DIR=%s/pocl '%s' --first-call", dir,
+                 dir, self);
+        FILE *f = popen(cmd, "r");
+        if (!f || !fgets(line, sizeof line, f))
+            FAIL("running %s failed", cmd);
+        pclose(f);
+        double create, call;
+        if (sscanf(line, "%lf %lf", &create, &call) == 2)
+            printf("first call in a fresh process, %s: context %.1f ms, first forward (build or load + "
+                   "run) %.1f ms\n",
+                   label[i], create, call);
+    }
+    char rm[1100];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
 static void usage(void)
 {
     printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
            "                    [--ab VAR]  (A/B: each case without and with VAR=1 set)\n"
+           "       clnorm_bench --cold-warm  (first-call latency, fresh process, cold and warm cache)\n"
            "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
            "  GB/s at minimal traffic (forward 2x the tensor, backward 3x) and the fraction\n"
            "  of copy bandwidth. Device: CLNORM_DEVICE as for the library.\n");
@@ -316,7 +375,12 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             N = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--ab") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--first-call"))
+            return first_call();
+        else if (!strcmp(argv[i], "--cold-warm")) {
+            cold_warm(argv[0]);
+            return 0;
+        } else if (!strcmp(argv[i], "--ab") && i + 1 < argc)
             ab_var = argv[++i];
         else if (!strcmp(argv[i], "--chart") && i + 1 < argc)
             chart_path = argv[++i];
