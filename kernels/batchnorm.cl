@@ -662,7 +662,9 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
                            __global real *rmean, ulong rmoff,
                            __global real *rvar, ulong rvoff)
 {
-    uint lane = get_local_id(0), c = get_group_id(1);
+    uint lane = get_local_id(0), c = get_global_id(1);
+    if (c >= C)
+        return; /* a work-group is one channel (LX > 1) or several whole ones */
     __local real4 sh[LX];
     x += xoff;
     y += yoff;
@@ -702,7 +704,9 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
                            __global real *dgamma, ulong dgoff,
                            __global real *dbeta, ulong dboff)
 {
-    uint lane = get_local_id(0), c = get_group_id(1);
+    uint lane = get_local_id(0), c = get_global_id(1);
+    if (c >= C)
+        return; /* a work-group is one channel (LX > 1) or several whole ones */
     __local real4 sh[LX];
     x += xoff;
     dy += dyoff;
@@ -770,7 +774,9 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
                              __global const real *gamma, ulong goff,
                              __global const real *beta, ulong boff)
 {
-    uint lane = get_local_id(0), c = get_group_id(1);
+    uint lane = get_local_id(0), c = get_global_id(1);
+    if (c >= C)
+        return; /* a work-group is one channel (LX > 1) or several whole ones */
     real inv = (real)1 / sqrt(rvar[rvoff + c] + eps);
     real g   = gamma ? gamma[goff + c] : (real)1;
     real4 k  = (real4)(rmean ? rmean[rmoff + c] : (real)0, (real)0, g * inv,

@@ -4,7 +4,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Kernel indices, in the order of program.c's bn_kernels. */
@@ -47,13 +46,19 @@ typedef struct bn_plan {
 
 static size_t align128(size_t v) { return clnorm_round_up(v, 128); }
 
-static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
+/* dir: 'f' forward, 'b' backward; the tuned choice for the shape class, if
+ * any, replaces the heuristic sizes. */
+static void plan_reduction(const clnorm_context *ctx, bn_plan *p, char dir)
 {
     const clnorm_tuning *t  = &ctx->tune;
     size_t               lx = t->lx;
     p->rows                 = p->I >= t->rows_min_inner;
+    clnorm_choice ch        = ctx->forcing ? ctx->force
+                                           : clnorm_lookup_choice(ctx, clnorm_shape_key(dir, p->rows,
+                                                                                        p->O * p->I, p->C));
+    size_t chunk = ch.chunk ? ch.chunk : t->chunk, par = ch.par ? ch.par : t->min_parallel;
     if (p->rows) {
-        size_t target = t->chunk;
+        size_t target = chunk;
         for (;;) {
             if (p->I <= target) {
                 p->S = 1;
@@ -69,7 +74,7 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
                 p->S = clnorm_div_up(p->I, p->L);
                 p->K = p->O * p->S;
             }
-            if (p->C * p->K * lx >= t->min_parallel || target <= 64 * lx)
+            if (p->C * p->K * lx >= par || target <= 64 * lx)
                 break;
             target /= 2;
         }
@@ -79,8 +84,8 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
         if (t->cpu_style) {
             /* a work-item streams whole rows; enough of them to fill the device */
             size_t k = clnorm_div_up(p->O, COL_BLOCK);
-            if (k > t->min_parallel)
-                k = t->min_parallel;
+            if (k > par)
+                k = par;
             if (k < clnorm_div_up(p->O, (size_t)1 << 23))
                 k = clnorm_div_up(p->O, (size_t)1 << 23); /* fp32 counts stay exact */
             p->stream = 1;
@@ -93,8 +98,8 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p)
             goto sized;
         }
         p->W = p->C * p->I;
-        p->R = t->chunk < p->O ? t->chunk : p->O;
-        while (p->W * clnorm_div_up(p->O, p->R) < t->min_parallel && p->R > 8)
+        p->R = chunk < p->O ? chunk : p->O;
+        while (p->W * clnorm_div_up(p->O, p->R) < par && p->R > 8)
             p->R /= 2;
         p->K  = clnorm_div_up(p->O, p->R);
         p->S  = 1;
@@ -107,7 +112,9 @@ sized:
      * launch beats three. */
     p->fused = (p->rows && p->C >= t->fuse_min_channels && p->O * p->I <= t->fuse_max_slice) ||
                p->total <= t->fuse_small_total;
-    if (getenv("CLNORM_NO_FUSED"))
+    if (ch.fused >= 0)
+        p->fused = ch.fused;
+    if (t->no_fused)
         p->fused = 0;
     p->coef_bytes  = align128(p->C * 4 * p->psize);
     p->part_off    = p->coef_bytes;
@@ -117,9 +124,34 @@ sized:
     p->part_bytes += p->state_bytes; /* callers size the scratch as coef + part */
 }
 
+/* Local and global sizes of a launch over (lanes, channels[, chunks]). On
+ * CPUs a work-group takes several channels so that PoCL does not pay its
+ * per-group cost thousands of times for small slices. */
+static void channel_launch(const clnorm_context *ctx, size_t C, size_t K, size_t *g, size_t *l)
+{
+    size_t lx = ctx->tune.lx, cb = 1;
+    if (lx == 1) {
+        size_t cu     = ctx->info.compute_units ? ctx->info.compute_units : 1;
+        size_t groups = cu * 8;
+        cb            = C * K / groups;
+        if (cb < 1)
+            cb = 1;
+        if (cb > C)
+            cb = C;
+        if (cb > 64)
+            cb = 64;
+    }
+    g[0] = lx;
+    g[1] = clnorm_round_up(C, cb);
+    g[2] = K;
+    l[0] = lx;
+    l[1] = cb;
+    l[2] = 1;
+}
+
 /* Checks everything about desc that does not depend on buffers. */
 static clnorm_status check_desc(clnorm_context *ctx, const char *fn, const clnorm_bn_desc *desc,
-                                bn_plan *p)
+                                char dir, bn_plan *p)
 {
     if (!desc)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: desc is NULL", fn);
@@ -171,7 +203,7 @@ static clnorm_status check_desc(clnorm_context *ctx, const char *fn, const clnor
     p->I     = I;
     p->total = total;
     p->psize = clnorm_param_size(desc->dtype);
-    plan_reduction(ctx, p);
+    plan_reduction(ctx, p, dir);
     return CLNORM_SUCCESS;
 }
 
@@ -203,15 +235,18 @@ clnorm_status clnorm_bn_workspace_size(clnorm_context *ctx, const clnorm_bn_desc
     if (!bytes)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "clnorm_bn_workspace_size: bytes is NULL");
     bn_plan       p;
-    clnorm_status st = check_desc(ctx, "clnorm_bn_workspace_size", desc, &p);
+    clnorm_status st = check_desc(ctx, "clnorm_bn_workspace_size", desc, 'f', &p);
     if (st != CLNORM_SUCCESS)
         return st;
-    *bytes = p.coef_bytes + p.part_bytes;
+    bn_plan b;
+    check_desc(ctx, "clnorm_bn_workspace_size", desc, 'b', &b);
+    size_t fwd = p.coef_bytes + p.part_bytes, bwd = b.coef_bytes + b.part_bytes;
+    *bytes     = fwd > bwd ? fwd : bwd;
     return CLNORM_SUCCESS;
 }
 
 /* Common prologue: context, desc, args, queue and wait list. */
-static clnorm_status prologue(clnorm_context *ctx, const char *fn, cl_command_queue queue,
+static clnorm_status prologue(clnorm_context *ctx, const char *fn, char dir, cl_command_queue queue,
                               const clnorm_bn_desc *desc, const clnorm_bn_args *args, cl_uint nwait,
                               const cl_event *wait, bn_plan *p)
 {
@@ -219,7 +254,7 @@ static clnorm_status prologue(clnorm_context *ctx, const char *fn, cl_command_qu
         return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
     if (!args)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
-    clnorm_status st = check_desc(ctx, fn, desc, p);
+    clnorm_status st = check_desc(ctx, fn, desc, dir, p);
     if (st != CLNORM_SUCCESS)
         return st;
     return clnorm_check_queue(ctx, queue, nwait, wait);
@@ -281,7 +316,8 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O), KARG(C), KARG(I), KARG(R),
                               KARG(S),        KARG(L),    KARG(K), KARG(ws), KARG(poff)};
         CHECK(clnorm_set_args(ctx, k, args, 11));
-        size_t lx = ctx->tune.lx, g[3] = {lx, p->C, p->K}, l[3] = {lx, 1, 1};
+        size_t g[3], l[3];
+        channel_launch(ctx, p->C, p->K, g, l);
         CHECK(clnorm_seq_run(ctx, seq, k, 3, g, l));
     } else if (p->stream) {
         cl_ulong soff = (wsoff + p->state_off) / p->psize;
@@ -360,7 +396,8 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
                           KARG(smoff),      KARG(a->saved_invstd.mem), KARG(sioff),
                           KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff)};
     CHECK(clnorm_set_args(ctx, k, args, 23));
-    size_t lx = ctx->tune.lx, g[2] = {lx, p->C}, l[2] = {lx, 1};
+    size_t g[3], l[3];
+    channel_launch(ctx, p->C, 1, g, l);
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
@@ -383,7 +420,8 @@ static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, c
                           KARG(var.mem),   KARG(voff), KARG(gamma.mem), KARG(goff), KARG(beta.mem),
                           KARG(boff)};
     CHECK(clnorm_set_args(ctx, k, args, 16));
-    size_t lx = ctx->tune.lx, g[2] = {lx, p->C}, l[2] = {lx, 1};
+    size_t g[3], l[3];
+    channel_launch(ctx, p->C, 1, g, l);
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
@@ -429,7 +467,7 @@ clnorm_status clnorm_bn_forward_training(clnorm_context *ctx, cl_command_queue q
     static const char fn[] = "clnorm_bn_forward_training";
     bn_plan           p;
     clnorm_status     st;
-    CHECK(prologue(ctx, fn, queue, desc, args, nwait, wait, &p));
+    CHECK(prologue(ctx, fn, 'f', queue, desc, args, nwait, wait, &p));
     if (!(desc->exp_avg_factor >= 0 && desc->exp_avg_factor <= 1))
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_MOMENTUM,
                            "%s: desc->exp_avg_factor is %g, must lie in [0, 1]", fn, desc->exp_avg_factor);
@@ -469,7 +507,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     static const char fn[] = "clnorm_bn_forward_inference";
     bn_plan           p;
     clnorm_status     st;
-    CHECK(prologue(ctx, fn, queue, desc, args, nwait, wait, &p));
+    CHECK(prologue(ctx, fn, 'i', queue, desc, args, nwait, wait, &p));
     CHECK(check_tensor(ctx, desc, &p, "x", args->x));
     CHECK(check_tensor(ctx, desc, &p, "y", args->y));
     CHECK(check_vec(ctx, &p, "gamma", args->gamma, 0));
@@ -532,7 +570,8 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     CHECK(clnorm_set_args(ctx, k, a, 22));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
-    size_t lx = ctx->tune.lx, g[2] = {lx, p->C}, l[2] = {lx, 1};
+    size_t g[3], l[3];
+    channel_launch(ctx, p->C, 1, g, l);
     st = clnorm_seq_run(ctx, &seq, k, 2, g, l);
     return clnorm_seq_end(&seq, st, event);
 }
@@ -544,7 +583,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
 {
     bn_plan       p;
     clnorm_status st;
-    CHECK(prologue(ctx, fn, queue, desc, args, nwait, wait, &p));
+    CHECK(prologue(ctx, fn, 'b', queue, desc, args, nwait, wait, &p));
     int need_sums = !frozen || args->dgamma.mem || args->dbeta.mem;
     int need_x    = !frozen || args->dgamma.mem;
     if (need_x)
@@ -597,7 +636,8 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
                                KARG(moff), KARG(O),    KARG(C),            KARG(I),     KARG(R),
                                KARG(S),    KARG(L),    KARG(K),            KARG(ws),    KARG(poff)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 15));
-            size_t lx = ctx->tune.lx, g[3] = {lx, p.C, p.K}, l[3] = {lx, 1, 1};
+            size_t g[3], l[3];
+            channel_launch(ctx, p.C, p.K, g, l);
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 3, g, l));
         } else if (p.stream) {
             cl_ulong soff = (wsoff + p.state_off) / p.psize;

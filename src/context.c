@@ -241,6 +241,7 @@ static void choose_tuning(clnorm_context *ctx)
         cpu = 1;
     size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
     ctx->tune.cpu_style = cpu;
+    ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
     if (cpu) {
         /* PoCL runs work-groups on threads and vectorizes inside a work-item's
          * explicit vectors: coarse work-items over contiguous data. */
@@ -250,7 +251,7 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.rows_min_inner = 32;
         ctx->tune.fuse_min_channels = cu * 2;
         ctx->tune.fuse_max_slice    = (size_t)1 << 19;
-        ctx->tune.fuse_small_total  = (size_t)1 << 15;
+        ctx->tune.fuse_small_total  = (size_t)1 << 12;
     } else {
         size_t lx = 64;
         while (lx > 1 && lx > ctx->info.max_work_group_size)
@@ -305,6 +306,7 @@ static clnorm_status context_init(cl_context clctx, cl_device_id device, clnorm_
     ctx->clctx  = clctx;
     ctx->device = device;
     choose_tuning(ctx);
+    clnorm_load_tuning(ctx);
     *out = ctx;
     return CLNORM_SUCCESS;
 }

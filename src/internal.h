@@ -30,7 +30,23 @@ typedef struct clnorm_tuning {
     size_t   fuse_min_channels; /* fused one-kernel ops: channels to fill the device */
     size_t   fuse_max_slice;    /* ... and the largest per-channel slice (elements) */
     size_t   fuse_small_total;  /* tensors this small always take the fused kernel */
+    int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
 } clnorm_tuning;
+
+/* A kernel-variant choice for one (op, shape class): from the heuristics,
+ * from the tuner's file, or forced while the tuner measures. */
+typedef struct clnorm_choice {
+    int    fused; /* -1: heuristic; 0/1: off/on */
+    size_t chunk; /* 0: heuristic; else elements per work-item in reductions */
+    size_t par;   /* 0: heuristic; else work-items wanted in a reduction */
+} clnorm_choice;
+
+typedef struct clnorm_tuned {
+    unsigned      key; /* clnorm_shape_key */
+    clnorm_choice choice;
+} clnorm_tuned;
+
+#define CLNORM_MAX_TUNED 256
 
 struct clnorm_context {
     cl_context       clctx;
@@ -39,6 +55,10 @@ struct clnorm_context {
     clnorm_device_info info;
     clnorm_tuning    tune;
     clnorm_program   programs[FAMILY_COUNT_][DTYPE_COUNT_];
+    int              forcing; /* the tuner is measuring: use force */
+    clnorm_choice    force;
+    clnorm_tuned     tuned[CLNORM_MAX_TUNED];
+    size_t           ntuned;
     cl_mem           scratch;
     size_t           scratch_size;
     char             err[8192];
@@ -75,6 +95,21 @@ clnorm_status clnorm_check_buffer(clnorm_context *ctx, const char *name, clnorm_
 size_t clnorm_dtype_size(clnorm_dtype dtype);
 size_t clnorm_param_size(clnorm_dtype dtype);
 clnorm_status clnorm_check_dtype(clnorm_context *ctx, clnorm_dtype dtype);
+
+/* Disk-cache helpers (program.c). */
+typedef struct { uint64_t a, b; } clnorm_hash128;
+void           clnorm_hash_bytes(clnorm_hash128 *h, const void *data, size_t n);
+void           clnorm_hash_str(clnorm_hash128 *h, const char *s);
+int            clnorm_cache_dir(char *out, size_t n);
+int            clnorm_mkdir_p(char *path);
+unsigned char *clnorm_read_file(const char *path, size_t *len);
+void clnorm_write_file_atomic(const char *dir, const char *path, const unsigned char *data, size_t len);
+
+/* Tuning (tune.c): the shape class of a batch norm plan, the choice for it,
+ * and the per-device file of tuned choices. */
+unsigned      clnorm_shape_key(char dir, int rows, size_t slice, size_t channels);
+clnorm_choice clnorm_lookup_choice(const clnorm_context *ctx, unsigned key);
+void          clnorm_load_tuning(clnorm_context *ctx);
 
 /* Kernel sources embedded at build time (cmake/embed_kernels.cmake). */
 extern const char clnorm_kernel_common[];

@@ -39,9 +39,7 @@ static const char *dtype_define(clnorm_dtype d)
 
 /* ---- disk cache ----------------------------------------------------------- */
 
-typedef struct { uint64_t a, b; } hash128;
-
-static void hash_bytes(hash128 *h, const void *data, size_t n)
+void clnorm_hash_bytes(clnorm_hash128 *h, const void *data, size_t n)
 {
     const unsigned char *p = data;
     for (size_t i = 0; i < n; ++i) {
@@ -53,11 +51,11 @@ static void hash_bytes(hash128 *h, const void *data, size_t n)
     h->b = (h->b ^ 0xfe) * 0x00000100000001b3ULL;
 }
 
-static void hash_str(hash128 *h, const char *s) { hash_bytes(h, s, strlen(s)); }
+void clnorm_hash_str(clnorm_hash128 *h, const char *s) { clnorm_hash_bytes(h, s, strlen(s)); }
 
 /* Cache directory: $CLNORM_CACHE_DIR, $XDG_CACHE_HOME/clnorm, ~/.cache/clnorm;
  * CLNORM_CACHE=0 turns the cache off. Returns 0 when there is none. */
-static int cache_dir(char *out, size_t n)
+int clnorm_cache_dir(char *out, size_t n)
 {
     const char *off = getenv("CLNORM_CACHE");
     if (off && (strcmp(off, "0") == 0 || strcmp(off, "off") == 0))
@@ -75,7 +73,7 @@ static int cache_dir(char *out, size_t n)
     return w > 0 && (size_t)w < n;
 }
 
-static int mkdir_p(char *path)
+int clnorm_mkdir_p(char *path)
 {
     for (char *p = path + 1; *p; ++p) {
         if (*p != '/')
@@ -89,7 +87,7 @@ static int mkdir_p(char *path)
     return (mkdir(path, 0755) == 0 || errno == EEXIST) ? 0 : -1;
 }
 
-static unsigned char *read_file(const char *path, size_t *len)
+unsigned char *clnorm_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -110,7 +108,7 @@ static unsigned char *read_file(const char *path, size_t *len)
 
 /* Writes to a temporary file beside the target and renames it into place, so
  * a reader never sees a partial binary; any failure just leaves no file. */
-static void write_file_atomic(const char *dir, const char *path, const unsigned char *data, size_t len)
+void clnorm_write_file_atomic(const char *dir, const char *path, const unsigned char *data, size_t len)
 {
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", dir) >= (int)sizeof tmp)
@@ -135,7 +133,7 @@ static void write_file_atomic(const char *dir, const char *path, const unsigned 
 static cl_program load_cached(clnorm_context *ctx, const char *path, const char *options)
 {
     size_t         len = 0;
-    unsigned char *bin = read_file(path, &len);
+    unsigned char *bin = clnorm_read_file(path, &len);
     if (!bin)
         return NULL;
     cl_int               err, bst;
@@ -164,8 +162,8 @@ static void store_cached(clnorm_context *ctx, cl_program prog, char *dir, const 
         return;
     unsigned char *bins[1] = {bin};
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
-        mkdir_p(dir) == 0)
-        write_file_atomic(dir, path, bin, len);
+        clnorm_mkdir_p(dir) == 0)
+        clnorm_write_file_atomic(dir, path, bin, len);
     free(bin);
     (void)ctx;
 }
@@ -178,18 +176,18 @@ static clnorm_status build_program(clnorm_context *ctx, enum clnorm_family famil
 
     const char *srcs[2] = {clnorm_kernel_common, family_source(family)};
     char        dir[4096], path[4200];
-    int         cached = cache_dir(dir, sizeof dir);
+    int         cached = clnorm_cache_dir(dir, sizeof dir);
     if (cached) {
-        hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
-        hash_str(&h, srcs[0]);
-        hash_str(&h, srcs[1]);
-        hash_str(&h, options);
-        hash_str(&h, ctx->info.name);
-        hash_str(&h, ctx->info.vendor);
-        hash_str(&h, ctx->info.driver_version);
-        hash_str(&h, ctx->info.platform_name);
-        hash_str(&h, ctx->info.platform_version);
-        hash_str(&h, clnorm_version_string());
+        clnorm_hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+        clnorm_hash_str(&h, srcs[0]);
+        clnorm_hash_str(&h, srcs[1]);
+        clnorm_hash_str(&h, options);
+        clnorm_hash_str(&h, ctx->info.name);
+        clnorm_hash_str(&h, ctx->info.vendor);
+        clnorm_hash_str(&h, ctx->info.driver_version);
+        clnorm_hash_str(&h, ctx->info.platform_name);
+        clnorm_hash_str(&h, ctx->info.platform_version);
+        clnorm_hash_str(&h, clnorm_version_string());
         snprintf(path, sizeof path, "%s/%016llx%016llx.bin", dir, (unsigned long long)h.a,
                  (unsigned long long)h.b);
         cl_program p = load_cached(ctx, path, options);

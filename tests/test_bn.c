@@ -393,3 +393,45 @@ Test(bn, single_value_unbiased_rejected, .init = harness_init, .fini = harness_f
     clReleaseMemObject(my);
     clReleaseMemObject(rv);
 }
+
+/* The tuner measures, writes its per-device file, and a new context reads
+ * it back and still computes correctly; CLNORM_TUNE=0 ignores the file. */
+#include "internal.h"
+#include <stdlib.h>
+
+static void tune_line(void *user, const char *line)
+{
+    (void)line;
+    ++*(int *)user;
+}
+
+Test(bn, tuner_round_trip, .timeout = 900)
+{
+    char dir[] = "/tmp/clnorm-tune-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("CLNORM_CACHE_DIR", dir, 1);
+    harness_init();
+    int lines = 0;
+    clnorm_status st = clnorm_tune(H.ctx, 1, tune_line, &lines);
+    cr_assert_eq(st, CLNORM_SUCCESS, "tune: %s", clnorm_last_error(H.ctx));
+    cr_expect_gt(lines, 10, "report lines: %d", lines);
+    size_t measured = H.ctx->ntuned;
+    harness_fini();
+
+    harness_init();
+    cr_expect_eq(H.ctx->ntuned, measured, "a new context reads %zu of %zu tuned choices", H.ctx->ntuned,
+                 measured);
+    bn_case tc = {"tuned 3x5x33x17 NCHW", SP, NCHW, 4, {3, 5, 33, 17}, DATA_NORMAL, 1, 1};
+    run_case(&tc);
+    bn_case tc2 = {"tuned 8x9x9x64 NHWC", SP, NHWC, 4, {8, 9, 9, 64}, DATA_MEAN_1E4, 1, 1};
+    run_case(&tc2);
+    harness_fini();
+
+    setenv("CLNORM_TUNE", "0", 1);
+    harness_init();
+    cr_expect_eq(H.ctx->ntuned, 0, "CLNORM_TUNE=0 still read %zu choices", H.ctx->ntuned);
+    harness_fini();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}

@@ -315,6 +315,218 @@ CLNORM_API clnorm_status clnorm_bn_backward_frozen(clnorm_context       *ctx,
                                                    const cl_event       *event_wait_list,
                                                    cl_event             *event);
 
+/* ------------------------------------------------------------------------ */
+/* Tuning                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Receives one line of the tuner's report (no newline). */
+typedef void (*clnorm_report_fn)(void *user, const char *line);
+
+/* Measures the kernel variants of batch norm on the context's device over a
+ * set of representative shapes, keeps the fastest choice per (direction,
+ * shape class) in ctx, and stores the choices in the cache directory
+ * ($CLNORM_CACHE_DIR, $XDG_CACHE_HOME/clnorm or ~/.cache/clnorm) keyed by
+ * device, driver and library version, where every later context on the same
+ * device finds them. Unlike every other call this one blocks: it runs and
+ * waits for kernels on the context's own queue, for seconds (quick) to
+ * minutes. Without a tuning file the built-in heuristics are used.
+ * @param[in] ctx     context
+ * @param[in] quick   nonzero: fewer shapes and repetitions
+ * @param[in] report  called with one line per measured class (may be NULL)
+ * @param[in] user    passed to report */
+CLNORM_API clnorm_status clnorm_tune(clnorm_context *ctx, int quick, clnorm_report_fn report, void *user);
+
+/* ------------------------------------------------------------------------ */
+/* Layer, RMS, group and instance normalization                             */
+/* ------------------------------------------------------------------------ */
+
+/* Describes a layer normalization or an RMS normalization: the tensor is
+ * viewed as rows = dims[0]*...*dims[axis-1] rows of L = dims[axis]*...*
+ * dims[ndim-1] values, and each row is normalized over its L values (ONNX
+ * LayerNormalization / RMSNormalization). Fill with clnorm_norm_desc_init. */
+typedef struct clnorm_norm_desc {
+    clnorm_dtype dtype;                 /* storage type; default CLNORM_F32 */
+    size_t       ndim;                  /* 1..CLNORM_MAX_DIMS */
+    size_t       dims[CLNORM_MAX_DIMS]; /* in memory order, row-major */
+    int          axis;                  /* first normalized dim, in [-ndim, ndim); default -1 */
+    double       epsilon;               /* > 0; default 1e-5 */
+} clnorm_norm_desc;
+
+/* Describes a group normalization (statistics per sample and group of C/G
+ * channels over those channels and all spatial positions, affine per
+ * channel) or an instance normalization (the same with one channel per
+ * group). dims are in memory order as for clnorm_bn_desc: NCHW is
+ * (N, C, d1..dk), NHWC is (N, d1..dk, C), k >= 0. */
+typedef struct clnorm_groupnorm_desc {
+    clnorm_dtype  dtype;                 /* storage type; default CLNORM_F32 */
+    clnorm_layout layout;                /* NCHW or NHWC */
+    size_t        ndim;                  /* 2..CLNORM_MAX_DIMS */
+    size_t        dims[CLNORM_MAX_DIMS]; /* in memory order, see clnorm_layout */
+    size_t        num_groups;            /* G, divides C; ignored by instance norm */
+    double        epsilon;               /* > 0; default 1e-5 */
+} clnorm_groupnorm_desc;
+
+/* The buffers of the family's calls; each call reads and writes only the
+ * fields its documentation names, and the others are ignored. x, y, dy, dx
+ * hold the tensor in desc->dtype; gamma, beta, dgamma, dbeta, mean and
+ * invstd are fp32 (fp64 for CLNORM_F64). Layer/RMS norm: gamma, beta, dgamma,
+ * dbeta hold L values (the normalized shape), mean and invstd one value per
+ * row. Group/instance norm: gamma, beta, dgamma, dbeta hold C values, mean
+ * and invstd N*G values ordered (n, g). */
+typedef struct clnorm_norm_args {
+    clnorm_buffer x, y, dy, dx;
+    clnorm_buffer gamma, beta;   /* optional: absent means 1 and 0 */
+    clnorm_buffer dgamma, dbeta; /* optional outputs of backward */
+    clnorm_buffer mean, invstd;  /* saved statistics (RMS norm: invstd = 1/rms) */
+    /* Optional scratch (bytes, from the workspace-size query of the op).
+     * Absent: the context's own scratch, grown when needed and reused. */
+    clnorm_buffer workspace;
+} clnorm_norm_args;
+
+/* Fills desc with the given shape and the defaults above (fp32, eps 1e-5).
+ * @param[out] desc  descriptor
+ * @param[in]  ndim  number of dims (1..CLNORM_MAX_DIMS)
+ * @param[in]  dims  the dims in memory order
+ * @param[in]  axis  first normalized dim; negative counts from the end */
+CLNORM_API clnorm_status clnorm_norm_desc_init(clnorm_norm_desc *desc,
+                                               size_t            ndim,
+                                               const size_t     *dims,
+                                               int               axis);
+
+/* Fills desc with the given shape and the defaults above (fp32, eps 1e-5).
+ * @param[out] desc        descriptor
+ * @param[in]  layout      NCHW or NHWC
+ * @param[in]  ndim        number of dims (2..CLNORM_MAX_DIMS)
+ * @param[in]  dims        the dims in memory order
+ * @param[in]  num_groups  G (checked when an operation uses desc) */
+CLNORM_API clnorm_status clnorm_groupnorm_desc_init(clnorm_groupnorm_desc *desc,
+                                                    clnorm_layout          layout,
+                                                    size_t                 ndim,
+                                                    const size_t          *dims,
+                                                    size_t                 num_groups);
+
+/* Bytes of workspace any layer norm or RMS norm call with desc may use.
+ * @param[in]  ctx    context
+ * @param[in]  desc   descriptor
+ * @param[out] bytes  workspace size in bytes */
+CLNORM_API clnorm_status clnorm_norm_workspace_size(clnorm_context         *ctx,
+                                                    const clnorm_norm_desc *desc,
+                                                    size_t                 *bytes);
+
+/* Bytes of workspace any group norm call with desc may use.
+ * @param[in]  ctx    context
+ * @param[in]  desc   descriptor
+ * @param[out] bytes  workspace size in bytes */
+CLNORM_API clnorm_status clnorm_groupnorm_workspace_size(clnorm_context              *ctx,
+                                                         const clnorm_groupnorm_desc *desc,
+                                                         size_t                      *bytes);
+
+/* Bytes of workspace any instance norm call with desc may use.
+ * @param[in]  ctx    context
+ * @param[in]  desc   descriptor (num_groups ignored)
+ * @param[out] bytes  workspace size in bytes */
+CLNORM_API clnorm_status clnorm_instancenorm_workspace_size(clnorm_context              *ctx,
+                                                            const clnorm_groupnorm_desc *desc,
+                                                            size_t                      *bytes);
+
+/* Layer normalization forward (ONNX LayerNormalization): per row,
+ * y = gamma*(x - mean)*invstd + beta with invstd = 1/sqrt(var + eps) and the
+ * biased variance. Reads x, gamma, beta (optional); writes y and, when
+ * present, mean and invstd.
+ * @param[in]  ctx    context
+ * @param[in]  queue  a queue of the context's cl_context and device
+ * @param[in]  desc   descriptor
+ * @param[in]  args   buffers
+ * @param[in]  num_events_in_wait_list, event_wait_list  as in clEnqueue*
+ * @param[out] event  event of the last command (may be NULL) */
+CLNORM_API clnorm_status clnorm_layernorm_forward(clnorm_context         *ctx,
+                                                  cl_command_queue        queue,
+                                                  const clnorm_norm_desc *desc,
+                                                  const clnorm_norm_args *args,
+                                                  cl_uint                 num_events_in_wait_list,
+                                                  const cl_event         *event_wait_list,
+                                                  cl_event               *event);
+
+/* Layer normalization backward with the saved statistics. Reads x, dy, gamma
+ * (optional), mean, invstd; writes dx and, when present, dgamma and dbeta.
+ * Parameters as clnorm_layernorm_forward. */
+CLNORM_API clnorm_status clnorm_layernorm_backward(clnorm_context         *ctx,
+                                                   cl_command_queue        queue,
+                                                   const clnorm_norm_desc *desc,
+                                                   const clnorm_norm_args *args,
+                                                   cl_uint                 num_events_in_wait_list,
+                                                   const cl_event         *event_wait_list,
+                                                   cl_event               *event);
+
+/* RMS normalization forward (ONNX RMSNormalization): per row,
+ * y = gamma*x/sqrt(mean(x^2) + eps). Reads x, gamma (optional); writes y and,
+ * when present, invstd (1/sqrt(mean(x^2) + eps) per row). Parameters as
+ * clnorm_layernorm_forward. */
+CLNORM_API clnorm_status clnorm_rmsnorm_forward(clnorm_context         *ctx,
+                                                cl_command_queue        queue,
+                                                const clnorm_norm_desc *desc,
+                                                const clnorm_norm_args *args,
+                                                cl_uint                 num_events_in_wait_list,
+                                                const cl_event         *event_wait_list,
+                                                cl_event               *event);
+
+/* RMS normalization backward with the saved invstd. Reads x, dy, gamma
+ * (optional), invstd; writes dx and, when present, dgamma. Parameters as
+ * clnorm_layernorm_forward. */
+CLNORM_API clnorm_status clnorm_rmsnorm_backward(clnorm_context         *ctx,
+                                                 cl_command_queue        queue,
+                                                 const clnorm_norm_desc *desc,
+                                                 const clnorm_norm_args *args,
+                                                 cl_uint                 num_events_in_wait_list,
+                                                 const cl_event         *event_wait_list,
+                                                 cl_event               *event);
+
+/* Group normalization forward (ONNX GroupNormalization-21, PyTorch
+ * GroupNorm): per (n, g), statistics over C/G channels and all positions;
+ * y = gamma_c*(x - mean)*invstd + beta_c. Reads x, gamma, beta (optional);
+ * writes y and, when present, mean and invstd. Parameters as
+ * clnorm_layernorm_forward. */
+CLNORM_API clnorm_status clnorm_groupnorm_forward(clnorm_context              *ctx,
+                                                  cl_command_queue             queue,
+                                                  const clnorm_groupnorm_desc *desc,
+                                                  const clnorm_norm_args      *args,
+                                                  cl_uint                      num_events_in_wait_list,
+                                                  const cl_event              *event_wait_list,
+                                                  cl_event                    *event);
+
+/* Group normalization backward with the saved statistics. Reads x, dy, gamma
+ * (optional), mean, invstd; writes dx and, when present, dgamma and dbeta.
+ * Parameters as clnorm_layernorm_forward. */
+CLNORM_API clnorm_status clnorm_groupnorm_backward(clnorm_context              *ctx,
+                                                   cl_command_queue             queue,
+                                                   const clnorm_groupnorm_desc *desc,
+                                                   const clnorm_norm_args      *args,
+                                                   cl_uint                      num_events_in_wait_list,
+                                                   const cl_event              *event_wait_list,
+                                                   cl_event                    *event);
+
+/* Instance normalization forward (ONNX InstanceNormalization, PyTorch
+ * InstanceNorm without running statistics): group norm with one channel per
+ * group; desc->num_groups is ignored and mean/invstd hold N*C values.
+ * Buffers and parameters as clnorm_groupnorm_forward. */
+CLNORM_API clnorm_status clnorm_instancenorm_forward(clnorm_context              *ctx,
+                                                     cl_command_queue             queue,
+                                                     const clnorm_groupnorm_desc *desc,
+                                                     const clnorm_norm_args      *args,
+                                                     cl_uint                      num_events_in_wait_list,
+                                                     const cl_event              *event_wait_list,
+                                                     cl_event                    *event);
+
+/* Instance normalization backward; buffers and parameters as
+ * clnorm_groupnorm_backward with one channel per group. */
+CLNORM_API clnorm_status clnorm_instancenorm_backward(clnorm_context              *ctx,
+                                                      cl_command_queue             queue,
+                                                      const clnorm_groupnorm_desc *desc,
+                                                      const clnorm_norm_args      *args,
+                                                      cl_uint                      num_events_in_wait_list,
+                                                      const cl_event              *event_wait_list,
+                                                      cl_event                    *event);
+
 #ifdef __cplusplus
 }
 #endif
