@@ -23,40 +23,6 @@
         (coef)[3 * (C) + (c)] = v_.w;          \
     } while (0)
 
-#ifndef SPAN
-#define SPAN 256 /* values a CPU work-item reduces by two passes over L1 */
-#endif
-
-/* Statistics of n <= SPAN contiguous values: a first pass for the block
- * mean, a second (from L1) for the corrected sums of deviations. Vector
- * accumulators, no division per element. */
-inline real4 stat_span(__global const store_t *p, uint n)
-{
-    real8 s = (real8)0;
-    real  t = 0;
-    uint  i = 0;
-    for (; i + 8 <= n; i += 8)
-        s += LOAD8(p, i);
-    for (uint j = i; j < n; ++j)
-        t += LOAD1(p, j);
-    real  rn = (real)n;
-    real  m  = (sum8(s) + t) / rn;
-    real8 d1 = (real8)0, d2 = (real8)0;
-    real  t1 = 0, t2 = 0;
-    for (i = 0; i + 8 <= n; i += 8) {
-        real8 d = LOAD8(p, i) - m;
-        d1 += d;
-        d2 = fma(d, d, d2);
-    }
-    for (uint j = i; j < n; ++j) {
-        real d = LOAD1(p, j) - m;
-        t1 += d;
-        t2 = fma(d, d, t2);
-    }
-    real ds = sum8(d1) + t1;
-    real q  = sum8(d2) + t2 - ds * ds / rn;
-    return (real4)(rn, m, ds / rn, fmax(q, (real)0));
-}
 
 /* (sum dy, sum dy*(x - m)) over n <= SPAN contiguous values. */
 inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, real m, uint n)

@@ -98,6 +98,40 @@ inline real4 stat_block8(real8 v)
     return (real4)((real)8, m, ds * (real)0.125, fmax(q, (real)0));
 }
 
+#ifndef SPAN
+#define SPAN 256 /* values a CPU work-item reduces by two passes over L1 */
+#endif
+
+/* Statistics of n <= SPAN contiguous values: a first pass for the block
+ * mean, a second (from L1) for the corrected sums of deviations. Vector
+ * accumulators, no division per element. */
+inline real4 stat_span(__global const store_t *p, ulong n)
+{
+    real8 s = (real8)0;
+    real  t = 0;
+    ulong i = 0;
+    for (; i + 8 <= n; i += 8)
+        s += LOAD8(p, i);
+    for (ulong j = i; j < n; ++j)
+        t += LOAD1(p, j);
+    real  rn = (real)n, ri = (real)1 / rn;
+    real  m  = (sum8(s) + t) * ri; /* only a shift: its rounding is corrected below */
+    real8 d1 = (real8)0, d2 = (real8)0;
+    real  t1 = 0, t2 = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        real8 d = LOAD8(p, i) - m;
+        d1 += d;
+        d2 = fma(d, d, d2);
+    }
+    for (ulong j = i; j < n; ++j) {
+        real d = LOAD1(p, j) - m;
+        t1 += d;
+        t2 = fma(d, d, t2);
+    }
+    real ds = sum8(d1) + t1;
+    real q  = sum8(d2) + t2 - ds * ds * ri;
+    return (real4)(rn, m, ds * ri, fmax(q, (real)0));
+}
 inline real4 stat_one(real v)
 {
     return (real4)((real)1, v, (real)0, (real)0);

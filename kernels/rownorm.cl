@@ -8,6 +8,16 @@
 #ifndef LX
 #define LX 1 /* lanes of a work-group (a power of two) */
 #endif
+#ifndef COLV
+/* vectors of 8 columns one work-item sums in rn_col_part: many on CPUs
+ * (LX == 1: coarse work-items walking contiguous rows), one on GPUs
+ * (neighbouring lanes, neighbouring columns); rownorm.c mirrors this */
+#if LX == 1
+#define COLV 8
+#else
+#define COLV 1
+#endif
+#endif
 
 /* ---- shared pieces -------------------------------------------------------- */
 
@@ -27,19 +37,12 @@ inline void nsum8(real8 *s, real8 *c, real8 v)
     *s = t;
 }
 
-/* A task is a row or a row segment. lpr == 1: every lane owns its tasks;
- * task t of lane l in work-group g is (g*tpi + t)*LX + l, so neighbouring
- * lanes read neighbouring rows. lpr == LX: the lanes of a work-group share
- * task g*tpi + t, lane l reading blocks of 8 at 8*l, 8*(l + LX), ... */
-inline ulong task_id(uint t, uint tpi, uint lpr)
-{
-    ulong g = (ulong)get_group_id(0) * tpi + t;
-    return lpr == 1 ? g * LX + get_local_id(0) : g;
-}
 
 /* Statistics of p[i0, i1) as seen by one lane (first block at i0 + first,
  * stride step; exactly one lane reaches the tail): (count, mean_hi, mean_lo,
- * M2), or with rms the compensated sum of squares (sum, 0, correction, 0). */
+ * M2), or with rms the compensated sum of squares (sum, 0, correction, 0).
+ * A lone lane (step 8) walks spans of SPAN; lanes sharing a row interleave
+ * blocks of 8 so that neighbouring lanes read neighbouring addresses. */
 inline real4 range_stats(__global const store_t *p, ulong i0, ulong i1, uint first, uint step, int rms)
 {
     real4 acc = (real4)0;
@@ -53,6 +56,9 @@ inline real4 range_stats(__global const store_t *p, ulong i0, ulong i1, uint fir
             real v = LOAD1(p, i);
             acc    = sum2_add(acc, (real2)(v * v, (real)0));
         }
+    } else if (step == 8) {
+        for (; i < i1; i += SPAN)
+            acc = stat_merge(acc, stat_span(p + i, min((ulong)SPAN, i1 - i)));
     } else {
         for (; i + 8 <= i1; i += step)
             acc = stat_merge(acc, stat_block8(LOAD8(p, i)));
@@ -85,7 +91,6 @@ inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
     return acc;
 }
 
-#if LX > 1
 /* Fixed-tree merge of the lanes' partials; every lane gets the result. */
 inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums)
 {
@@ -101,7 +106,6 @@ inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums)
     barrier(CLK_LOCAL_MEM_FENCE); /* sh is reused by the next task */
     return acc;
 }
-#endif
 
 /* (mean_hi, mean_lo, invstd, 0) from a row's merged statistics over n values;
  * RMS norm: (0, 0, 1/sqrt(mean(x^2) + eps), 0). */
@@ -123,69 +127,103 @@ inline real4 bwd_coef(real sg, real sy, real m, real inv, real n, int rms)
 
 /* ---- forward -------------------------------------------------------------- */
 
-/* Whole rows: statistics, then (still cache-hot) y = ((x - hi) - lo)*inv*g + b.
- * Writes mean (not for RMS) and invstd per row when present. */
-__kernel void rn_fwd_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                           __global const real *gamma, ulong goff, __global const real *beta,
-                           ulong boff, __global real *mean, ulong moff, __global real *inv,
-                           ulong ioff, ulong R, ulong L, uint tpi, uint lpr, int rms, real eps)
+/* Row kernels come in two shapes: *_items, where each lane owns whole tasks
+ * (rows or row segments) and no barrier is needed, and *_groups, where the
+ * LX lanes of a work-group share each task and merge through local memory.
+ * They are separate kernels so that no barrier ever sits in a loop that
+ * lanes leave at different times. Tasks per lane or work-group: tpi. */
+#define ITEM_TASK(t) (((ulong)get_group_id(0) * tpi + (t)) * LX + get_local_id(0))
+#define GROUP_TASKS(count) \
+    ulong t0 = (ulong)get_group_id(0) * tpi, nt = t0 < (count) ? min((ulong)tpi, (count) - t0) : 0
+
+/* After a row's statistics: mean/invstd (by the writer lane), then y =
+ * ((x - hi) - lo)*inv*g + b over the lane's blocks, cache-hot. */
+inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
+                       ulong goff, __global const real *beta, ulong boff, __global real *mean,
+                       ulong moff, __global real *inv, ulong ioff, ulong r, ulong L, uint first,
+                       uint step, int rms, real eps, real4 acc)
 {
-#if LX > 1
-    __local real4 sh[LX];
-#endif
-    uint first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
+    real4 k = row_coef(acc, (real)L, eps, rms);
+    if (first == 0) {
+        if (mean && !rms)
+            mean[moff + r] = k.x + k.y;
+        if (inv)
+            inv[ioff + r] = k.z;
+    }
+    ulong i = first;
+    for (; i + 8 <= L; i += step) {
+        real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
+        real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
+        STORE8(((LOAD8(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
+    }
+    for (; i < L; ++i) {
+        real g = gamma ? gamma[goff + i] : (real)1;
+        real b = beta ? beta[boff + i] : (real)0;
+        STORE1(((LOAD1(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
+    }
+}
+
+#define FWD_ARGS                                                                               \
+    __global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,                    \
+        __global const real *gamma, ulong goff, __global const real *beta, ulong boff,         \
+        __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong L,     \
+        uint tpi, int rms, real eps
+
+/* Whole rows: statistics, then y. Writes mean (not for RMS) and invstd per
+ * row when present. */
+__kernel void rn_fwd_items(FWD_ARGS)
+{
     for (uint t = 0; t < tpi; ++t) {
-        ulong r = task_id(t, tpi, lpr);
+        ulong r = ITEM_TASK(t);
         if (r >= R)
-            break; /* uniform over the work-group when its lanes share tasks */
-        __global const store_t *xr = x + xoff + r * L;
-        __global store_t       *yr = y + yoff + r * L;
-        real4 acc = range_stats(xr, 0, L, first, step, rms);
-#if LX > 1
-        if (lpr > 1)
-            acc = lanes_merge(sh, acc, rms);
-#endif
-        real4 k = row_coef(acc, (real)L, eps, rms);
-        if (first == 0) {
-            if (mean && !rms)
-                mean[moff + r] = k.x + k.y;
-            if (inv)
-                inv[ioff + r] = k.z;
-        }
-        ulong i = first;
-        for (; i + 8 <= L; i += step) {
-            real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
-            real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
-            STORE8(((LOAD8(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
-        }
-        for (; i < L; ++i) {
-            real g = gamma ? gamma[goff + i] : (real)1;
-            real b = beta ? beta[boff + i] : (real)0;
-            STORE1(((LOAD1(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
-        }
+            return;
+        __global const store_t *xr  = x + xoff + r * L;
+        real4                   acc = range_stats(xr, 0, L, 0, 8, rms);
+        fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, L, 0, 8,
+                   rms, eps, acc);
+    }
+}
+
+__kernel void rn_fwd_groups(FWD_ARGS)
+{
+    __local real4 sh[LX];
+    uint first = get_local_id(0) * 8;
+    GROUP_TASKS(R);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t;
+        __global const store_t *xr  = x + xoff + r * L;
+        real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, rms), rms);
+        fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, L, first,
+                   8 * LX, rms, eps, acc);
     }
 }
 
 /* Partials of row segments: task T = r*S + s covers [s*Lseg, s*Lseg + Lseg)
- * of row r; part[T]. Used for long rows and for group norm's (n, c) rows. */
-__kernel void rn_stats_part(__global const store_t *x, ulong xoff, ulong R, ulong L, ulong S,
-                            ulong Lseg, uint tpi, uint lpr, int rms, __global real4 *part, ulong poff)
+ * of row r; part[T]. For long rows and for group norm's (n, c) rows. */
+#define STATS_ARGS                                                                             \
+    __global const store_t *x, ulong xoff, ulong R, ulong L, ulong S, ulong Lseg, uint tpi,    \
+        int rms, __global real4 *part, ulong poff
+
+__kernel void rn_stats_items(STATS_ARGS)
 {
-#if LX > 1
-    __local real4 sh[LX];
-#endif
-    uint  first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
-    ulong tasks = R * S;
     for (uint t = 0; t < tpi; ++t) {
-        ulong T = task_id(t, tpi, lpr);
-        if (T >= tasks)
-            break;
-        ulong r = T / S, i0 = (T % S) * Lseg, i1 = min(L, i0 + Lseg);
-        real4 acc = range_stats(x + xoff + r * L, i0, i1, first, step, rms);
-#if LX > 1
-        if (lpr > 1)
-            acc = lanes_merge(sh, acc, rms);
-#endif
+        ulong T = ITEM_TASK(t);
+        if (T >= R * S)
+            return;
+        ulong r = T / S, i0 = (T % S) * Lseg;
+        part[poff + T] = range_stats(x + xoff + r * L, i0, min(L, i0 + Lseg), 0, 8, rms);
+    }
+}
+
+__kernel void rn_stats_groups(STATS_ARGS)
+{
+    __local real4 sh[LX];
+    uint first = get_local_id(0) * 8;
+    GROUP_TASKS(R * S);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong T = t0 + t, r = T / S, i0 = (T % S) * Lseg;
+        real4 acc = range_stats(x + xoff + r * L, i0, min(L, i0 + Lseg), first, 8 * LX, rms);
+        acc       = lanes_merge(sh, acc, rms);
         if (first == 0)
             part[poff + T] = acc;
     }
@@ -283,67 +321,90 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
 
 /* ---- backward ------------------------------------------------------------- */
 
-/* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot. */
-__kernel void rn_bwd_fused(__global const store_t *x, ulong xoff, __global const store_t *dy,
-                           ulong dyoff, __global store_t *dx, ulong dxoff,
-                           __global const real *gamma, ulong goff, __global const real *mean,
-                           ulong moff, __global const real *inv, ulong ioff, ulong R, ulong L,
-                           uint tpi, uint lpr, int rms)
+/* After a row's sums: dx = a*g*dy - b - (x - m)*k over the lane's blocks. */
+inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
+                       __global const real *gamma, ulong goff, ulong L, uint first, uint step, real4 k)
 {
-#if LX > 1
-    __local real4 sh[LX];
-#endif
-    uint first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
-    for (uint t = 0; t < tpi; ++t) {
-        ulong r = task_id(t, tpi, lpr);
-        if (r >= R)
-            break;
-        __global const store_t *xr  = x + xoff + r * L;
-        __global const store_t *dyr = dy + dyoff + r * L;
-        __global store_t       *dxr = dx + dxoff + r * L;
-        real  m   = rms ? (real)0 : mean[moff + r];
-        real4 acc = bwd_range(xr, dyr, gamma, goff, 0, L, first, step, m);
-#if LX > 1
-        if (lpr > 1)
-            acc = lanes_merge(sh, acc, 1);
-#endif
-        real4 k = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        ulong i = first;
-        for (; i + 8 <= L; i += step) {
-            real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
-            STORE8((k.z * g) * LOAD8(dyr, i) - k.w - (LOAD8(xr, i) - k.x) * k.y, dxr, i);
-        }
-        for (; i < L; ++i) {
-            real g = gamma ? gamma[goff + i] : (real)1;
-            STORE1((k.z * g) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y, dxr, i);
-        }
+    ulong i = first;
+    for (; i + 8 <= L; i += step) {
+        real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
+        STORE8((k.z * g) * LOAD8(dyr, i) - k.w - (LOAD8(xr, i) - k.x) * k.y, dxr, i);
+    }
+    for (; i < L; ++i) {
+        real g = gamma ? gamma[goff + i] : (real)1;
+        STORE1((k.z * g) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y, dxr, i);
     }
 }
 
-/* Partial sums of row segments (as rn_stats_part): (sum g*dy, sum g*dy*(x - m))
+#define BWD_ARGS                                                                               \
+    __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
+        __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
+        __global const real *mean, ulong moff, __global const real *inv, ulong ioff, ulong R,  \
+        ulong L, uint tpi, int rms
+
+/* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot. */
+__kernel void rn_bwd_items(BWD_ARGS)
+{
+    for (uint t = 0; t < tpi; ++t) {
+        ulong r = ITEM_TASK(t);
+        if (r >= R)
+            return;
+        __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
+        real  m   = rms ? (real)0 : mean[moff + r];
+        real4 acc = bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
+        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k);
+    }
+}
+
+__kernel void rn_bwd_groups(BWD_ARGS)
+{
+    __local real4 sh[LX];
+    uint first = get_local_id(0) * 8;
+    GROUP_TASKS(R);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t;
+        __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
+        real  m   = rms ? (real)0 : mean[moff + r];
+        real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
+        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k);
+    }
+}
+
+/* Partial sums of row segments (as rn_stats_*): (sum g*dy, sum g*dy*(x - m))
  * with m = mean[r / mdiv] (0 for RMS); gamma per column or absent (group
  * norm applies its per-channel gamma in the combine). */
-__kernel void rn_bwd_part(__global const store_t *x, ulong xoff, __global const store_t *dy,
-                          ulong dyoff, __global const real *gamma, ulong goff,
-                          __global const real *mean, ulong moff, ulong R, ulong L, ulong S, ulong Lseg,
-                          uint tpi, uint lpr, ulong mdiv, int rms, __global real4 *part, ulong poff)
+#define BWDPART_ARGS                                                                           \
+    __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
+        __global const real *gamma, ulong goff, __global const real *mean, ulong moff,         \
+        ulong R, ulong L, ulong S, ulong Lseg, uint tpi, ulong mdiv, int rms,                  \
+        __global real4 *part, ulong poff
+
+__kernel void rn_bwdpart_items(BWDPART_ARGS)
 {
-#if LX > 1
-    __local real4 sh[LX];
-#endif
-    uint  first = lpr == 1 ? 0 : get_local_id(0) * 8, step = 8 * lpr;
-    ulong tasks = R * S;
     for (uint t = 0; t < tpi; ++t) {
-        ulong T = task_id(t, tpi, lpr);
-        if (T >= tasks)
-            break;
-        ulong r = T / S, i0 = (T % S) * Lseg, i1 = min(L, i0 + Lseg);
+        ulong T = ITEM_TASK(t);
+        if (T >= R * S)
+            return;
+        ulong r = T / S, i0 = (T % S) * Lseg;
         real  m = rms ? (real)0 : mean[moff + r / mdiv];
-        real4 acc = bwd_range(x + xoff + r * L, dy + dyoff + r * L, gamma, goff, i0, i1, first, step, m);
-#if LX > 1
-        if (lpr > 1)
-            acc = lanes_merge(sh, acc, 1);
-#endif
+        part[poff + T] = bwd_range(x + xoff + r * L, dy + dyoff + r * L, gamma, goff, i0,
+                                   min(L, i0 + Lseg), 0, 8, m);
+    }
+}
+
+__kernel void rn_bwdpart_groups(BWDPART_ARGS)
+{
+    __local real4 sh[LX];
+    uint first = get_local_id(0) * 8;
+    GROUP_TASKS(R * S);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong T = t0 + t, r = T / S, i0 = (T % S) * Lseg;
+        real  m = rms ? (real)0 : mean[moff + r / mdiv];
+        real4 acc = bwd_range(x + xoff + r * L, dy + dyoff + r * L, gamma, goff, i0, min(L, i0 + Lseg),
+                              first, 8 * LX, m);
+        acc = lanes_merge(sh, acc, 1);
         if (first == 0)
             part[poff + T] = acc;
     }
@@ -438,54 +499,93 @@ __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_
     }
 }
 
-/* Layer/RMS norm dgamma and dbeta: work-item (b, k) sums columns [8b, 8b+8)
- * over rows [k*RC, k*RC + RC): sum dy*xhat and sum dy, compensated. With
- * K == 1 it writes dgamma/dbeta (each optional) directly; otherwise partial
- * (sum dg, sum db, corr dg, corr db) at part[k*L + j]. */
+/* Layer/RMS norm dgamma and dbeta: work-item (b, k) sums the COLV*8 columns
+ * from j0 = b*COLV*8 over rows [k*RC, k*RC + RC): sum dy*xhat and sum dy,
+ * compensated. With K == 1 it writes dgamma/dbeta (each optional) directly;
+ * otherwise the partial (sum dg, sum db, corr dg, corr db) at part[k*L + j]. */
 __kernel void rn_col_part(__global const store_t *x, ulong xoff, __global const store_t *dy,
                           ulong dyoff, __global const real *mean, ulong moff,
                           __global const real *inv, ulong ioff, ulong R, ulong L, ulong RC, ulong K,
                           int rms, __global real4 *part, ulong poff, __global real *dgamma,
                           ulong dgoff, __global real *dbeta, ulong dboff)
 {
-    ulong j0 = (ulong)get_global_id(0) * 8, k = get_global_id(1);
+    ulong j0 = (ulong)get_global_id(0) * (8 * COLV), k = get_global_id(1);
     if (j0 >= L || k >= K)
         return;
-    ulong r = k * RC, r1 = min(R, r + RC), nj = min((ulong)8, L - j0);
-    real8 sg = (real8)0, cg = (real8)0, sb = (real8)0, cb = (real8)0;
+    ulong r = k * RC, r1 = min(R, r + RC), nj = min((ulong)(8 * COLV), L - j0);
+    real8 sg[COLV], cg[COLV], sb[COLV], cb[COLV];
+    for (uint v = 0; v < COLV; ++v)
+        sg[v] = cg[v] = sb[v] = cb[v] = (real8)0;
+    x += xoff + j0;
+    dy += dyoff + j0;
+    if (nj == 8 * COLV) {
+        /* A full group, no per-vector branch: plain sums over blocks of 8
+         * rows (error <= 8 ulp of the block's magnitude), each block then
+         * folded into the compensated totals. */
+        for (; r < r1; r += 8) {
+            real8 bg[COLV], bb[COLV];
+#pragma unroll
+            for (uint v = 0; v < COLV; ++v)
+                bg[v] = bb[v] = (real8)0;
+            for (ulong q = r, q1 = min(r1, r + 8); q < q1; ++q) {
+                real  m  = rms ? (real)0 : mean[moff + q];
+                real  iv = inv[ioff + q];
+                ulong e  = q * L;
+#pragma unroll
+                for (uint v = 0; v < COLV; ++v) {
+                    real8 d = LOAD8(dy, e + 8 * v);
+                    bg[v] += d * ((LOAD8(x, e + 8 * v) - m) * iv);
+                    bb[v] += d;
+                }
+            }
+#pragma unroll
+            for (uint v = 0; v < COLV; ++v) {
+                nsum8(&sg[v], &cg[v], bg[v]);
+                nsum8(&sb[v], &cb[v], bb[v]);
+            }
+        }
+    }
     for (; r < r1; ++r) {
         real  m  = rms ? (real)0 : mean[moff + r];
         real  iv = inv[ioff + r];
-        ulong e  = r * L + j0;
-        real8 v, d;
-        if (nj == 8) {
-            v = LOAD8(x, xoff + e);
-            d = LOAD8(dy, dyoff + e);
-        } else {
-            real a[8], b[8];
-            for (uint i = 0; i < 8; ++i) {
-                a[i] = i < nj ? LOAD1(x, xoff + e + i) : m;
-                b[i] = i < nj ? LOAD1(dy, dyoff + e + i) : (real)0;
+        ulong e  = r * L;
+        for (uint v = 0; v < COLV; ++v) {
+            ulong j = 8 * v;
+            real8 xv, d;
+            if (j + 8 <= nj) {
+                xv = LOAD8(x, e + j);
+                d  = LOAD8(dy, e + j);
+            } else if (j < nj) {
+                real a[8], b[8];
+                for (uint i = 0; i < 8; ++i) {
+                    a[i] = j + i < nj ? LOAD1(x, e + j + i) : m;
+                    b[i] = j + i < nj ? LOAD1(dy, e + j + i) : (real)0;
+                }
+                xv = vload8(0, a);
+                d  = vload8(0, b);
+            } else {
+                break;
             }
-            v = vload8(0, a);
-            d = vload8(0, b);
+            nsum8(&sg[v], &cg[v], d * ((xv - m) * iv));
+            nsum8(&sb[v], &cb[v], d);
         }
-        nsum8(&sg, &cg, d * ((v - m) * iv));
-        nsum8(&sb, &cb, d);
     }
-    real g[8], b[8], gc[8], bc[8];
-    vstore8(sg, 0, g);
-    vstore8(sb, 0, b);
-    vstore8(cg, 0, gc);
-    vstore8(cb, 0, bc);
-    for (uint i = 0; i < nj; ++i) {
-        if (K == 1) {
-            if (dgamma)
-                dgamma[dgoff + j0 + i] = g[i] + gc[i];
-            if (dbeta)
-                dbeta[dboff + j0 + i] = b[i] + bc[i];
-        } else {
-            part[poff + k * L + j0 + i] = (real4)(g[i], b[i], gc[i], bc[i]);
+    for (uint v = 0; v < COLV && 8 * v < nj; ++v) {
+        real g[8], b[8], gc[8], bc[8];
+        vstore8(sg[v], 0, g);
+        vstore8(sb[v], 0, b);
+        vstore8(cg[v], 0, gc);
+        vstore8(cb[v], 0, bc);
+        for (uint i = 0; i < 8 && 8 * v + i < nj; ++i) {
+            ulong j = j0 + 8 * v + i;
+            if (K == 1) {
+                if (dgamma)
+                    dgamma[dgoff + j] = g[i] + gc[i];
+                if (dbeta)
+                    dbeta[dboff + j] = b[i] + bc[i];
+            } else {
+                part[poff + k * L + j] = (real4)(g[i], b[i], gc[i], bc[i]);
+            }
         }
     }
 }

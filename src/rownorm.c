@@ -7,16 +7,17 @@
 #include <math.h>
 #include <string.h>
 
-/* Kernel indices, in the order of program.c's rownorm_kernels. */
+/* Kernel indices, in the order of program.c's rownorm_kernels. The row
+ * kernels come in pairs: +0 lanes own tasks, +1 a work-group shares each. */
 enum {
-    K_FWD_FUSED,
-    K_STATS_PART,
-    K_GN_STATS_COLS,
+    K_FWD,
+    K_STATS = 2,
+    K_GN_STATS_COLS = 4,
     K_STATS_COMBINE,
     K_APPLY,
-    K_BWD_FUSED,
-    K_BWD_PART,
-    K_GN_BWD_COLS,
+    K_BWD,
+    K_BWD_PART = 9,
+    K_GN_BWD_COLS = 11,
     K_BWD_COMBINE,
     K_DX,
     K_COL_PART,
@@ -36,7 +37,9 @@ typedef struct rn_plan {
     size_t N, C, Sp, G, cpg;  /* group norm */
     int    nhwc;
     size_t nstat, nper;       /* statistics rows and values per statistic */
-    size_t S, Lseg, lpr, tpi, groups; /* row walk: S segments per row (1: fused) */
+    /* row walk: S segments of Lseg per row (S == 1: fused), lanes per task
+     * (1, or LX sharing it), tasks per lane or work-group, work-groups */
+    size_t S, Lseg, lpr, tpi, groups;
     size_t Rc, Kc;            /* group norm NHWC column walk */
     size_t Q;                 /* partials per statistics row */
     size_t RC, K;             /* layer/RMS norm dgamma/dbeta: K chunks of RC rows */
@@ -88,6 +91,10 @@ static void plan_scratch(rn_plan *p)
     p->bwd_bytes = p->col_off + align128(p->col_n * r4);
 }
 
+/* Columns one rn_col_part work-item sums: 8*COLV, COLV as the kernel
+ * derives it from LX (8 vectors on coarse CPU work-items, 1 on GPUs). */
+static size_t col_width(const clnorm_context *ctx) { return ctx->tune.lx == 1 ? 64 : 8; }
+
 static void plan_norm(const clnorm_context *ctx, rn_plan *p)
 {
     plan_rows(ctx, p->R, p->L, p);
@@ -100,7 +107,7 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
     }
     /* dgamma/dbeta: enough (column block, row chunk) work-items to fill the
      * device; one chunk writes the outputs directly. */
-    size_t ncb = clnorm_div_up(p->L, 8);
+    size_t ncb = clnorm_div_up(p->L, col_width(ctx));
     p->K       = clnorm_div_up(ctx->tune.min_parallel, ncb);
     if (p->K > p->R)
         p->K = p->R;
@@ -411,7 +418,8 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_ulong      moff = a->mean.offset, ioff = a->invstd.offset;
     cl_ulong      cofs = wsoff / r4, poff = (wsoff + p->part_off) / r4;
     cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
-    cl_uint       tpi = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
+    cl_uint       tpi    = (cl_uint)p->tpi;
+    unsigned      shared = p->lpr > 1; /* the *_groups variant */
     cl_int        rms   = p->op == OP_RMS;
     real_arg      reps  = mk_real(p, eps);
     cl_mem        nomem = NULL;
@@ -419,12 +427,12 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_mem        beta  = rms ? nomem : a->beta.mem;
 
     if (p->op != OP_GN && p->S == 1) {
-        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_FWD_FUSED, &k));
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_FWD + shared, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                               KARG(a->gamma.mem), KARG(goff), KARG(beta), KARG(boff),
                               KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                              KARG(R), KARG(L), KARG(tpi), KARG(lpr), KARG(rms), KREAL(p, reps)};
-        CHECK(clnorm_set_args(ctx, k, args, 18));
+                              KARG(R), KARG(L), KARG(tpi), KARG(rms), KREAL(p, reps)};
+        CHECK(clnorm_set_args(ctx, k, args, 17));
         return run_rows(ctx, seq, k, p);
     }
     if (p->op == OP_GN && p->nhwc) {
@@ -435,10 +443,10 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         CHECK(clnorm_set_args(ctx, k, args, 8));
         CHECK(run_cols(ctx, seq, k, p));
     } else {
-        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_STATS_PART, &k));
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_STATS + shared, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(R), KARG(L), KARG(S), KARG(Lseg),
-                              KARG(tpi), KARG(lpr), KARG(rms), KARG(ws), KARG(poff)};
-        CHECK(clnorm_set_args(ctx, k, args, 11));
+                              KARG(tpi), KARG(rms), KARG(ws), KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 10));
         CHECK(run_rows(ctx, seq, k, p));
     }
     {
@@ -484,7 +492,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     cl_ulong      dgoff = a->dgamma.offset, dboff = a->dbeta.offset;
     cl_ulong      cofs = wsoff / r4, poff = (wsoff + p->part_off) / r4, tofs = (wsoff + p->col_off) / r4;
     cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
-    cl_uint       tpi = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
+    cl_uint       tpi    = (cl_uint)p->tpi;
+    unsigned      shared = p->lpr > 1; /* the *_groups variant */
     cl_int        rms   = p->op == OP_RMS;
     cl_mem        nomem = NULL;
     cl_mem        mean  = rms ? nomem : a->mean.mem;
@@ -502,7 +511,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                                   KARG(rms),      KARG(ws),    KARG(tofs),     KARG(a->dgamma.mem),
                                   KARG(dgoff),    KARG(dbeta), KARG(dboff)};
             CHECK(clnorm_set_args(ctx, k, args, 19));
-            size_t ncb = clnorm_div_up(p->L, 8), lc = ncb < 64 ? ncb : 64;
+            size_t ncb = clnorm_div_up(p->L, col_width(ctx)), lc = ncb < ctx->tune.lx ? ncb : ctx->tune.lx;
             size_t g[2] = {clnorm_round_up(ncb, lc), p->K}, l[2] = {lc, 1};
             CHECK(clnorm_seq_run(ctx, seq, k, 2, g, l));
             if (p->K > 1) {
@@ -514,13 +523,12 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             }
         }
         if (p->S == 1) {
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_FUSED, &k));
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD + shared, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                                  KARG(R),        KARG(L),    KARG(tpi),           KARG(lpr),
-                                  KARG(rms)};
-            CHECK(clnorm_set_args(ctx, k, args, 17));
+                                  KARG(R),        KARG(L),    KARG(tpi),           KARG(rms)};
+            CHECK(clnorm_set_args(ctx, k, args, 16));
             return run_rows(ctx, seq, k, p);
         }
     }
@@ -537,12 +545,12 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     } else {
         cl_ulong mdiv = p->op == OP_GN ? p->cpg : 1;
         cl_mem   g    = p->op == OP_GN ? nomem : a->gamma.mem;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_PART, &k));
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_PART + shared, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem), KARG(dyoff), KARG(g),
                               KARG(goff),     KARG(mean), KARG(moff),      KARG(R),     KARG(L),
-                              KARG(S),        KARG(Lseg), KARG(tpi),       KARG(lpr),   KARG(mdiv),
-                              KARG(rms),      KARG(ws),   KARG(poff)};
-        CHECK(clnorm_set_args(ctx, k, args, 18));
+                              KARG(S),        KARG(Lseg), KARG(tpi),       KARG(mdiv),  KARG(rms),
+                              KARG(ws),       KARG(poff)};
+        CHECK(clnorm_set_args(ctx, k, args, 17));
         CHECK(run_rows(ctx, seq, k, p));
     }
     /* per statistics row: dx coefficients (and group norm's (n, c) table) */
