@@ -35,6 +35,17 @@ static double now(void)
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static double median5(double *t)
+{
+    for (int i = 1; i < 5; ++i)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; --j) {
+            double s = t[j];
+            t[j]     = t[j - 1];
+            t[j - 1] = s;
+        }
+    return t[2];
+}
+
 static cl_mem upload(cl_context cl, const double *x, size_t n)
 {
     float *f = malloc(n * sizeof *f);
@@ -124,16 +135,21 @@ int main(int argc, char **argv)
     CHECK_NORM(ctx, clnorm_bn_forward_training(ctx, q, &desc, &a, 0, NULL, NULL));
     CHECK_CL(clFinish(q));
     double t_first = now() - t0;
-    t0             = now();
-    CHECK_NORM(ctx, clnorm_bn_forward_training(ctx, q, &desc, &a, 0, NULL, NULL));
-    CHECK_CL(clFinish(q));
-    double t_fwd = now() - t0;
-    CHECK_NORM(ctx, clnorm_bn_backward(ctx, q, &desc, &a, 0, NULL, NULL));
-    CHECK_CL(clFinish(q));
-    t0 = now();
-    CHECK_NORM(ctx, clnorm_bn_backward(ctx, q, &desc, &a, 0, NULL, NULL));
-    CHECK_CL(clFinish(q));
-    double t_bwd = now() - t0;
+    /* steady state: median of 5 calls each */
+    double tf[5], tb[5];
+    for (int i = 0; i < 5; ++i) {
+        t0 = now();
+        CHECK_NORM(ctx, clnorm_bn_forward_training(ctx, q, &desc, &a, 0, NULL, NULL));
+        CHECK_CL(clFinish(q));
+        tf[i] = now() - t0;
+    }
+    for (int i = 0; i < 5; ++i) {
+        t0 = now();
+        CHECK_NORM(ctx, clnorm_bn_backward(ctx, q, &desc, &a, 0, NULL, NULL));
+        CHECK_CL(clFinish(q));
+        tb[i] = now() - t0;
+    }
+    double t_fwd = median5(tf), t_bwd = median5(tb);
 
     double  *ry = malloc(n * sizeof *ry), *rdx = malloc(n * sizeof *rdx);
     double  *rm = malloc(C * sizeof *rm), *ri = malloc(C * sizeof *ri);
@@ -148,9 +164,9 @@ int main(int argc, char **argv)
     double edg = max_err(q, a.dgamma.mem, rdg, C, &sdg);
     double edb = max_err(q, a.dbeta.mem, rdb, C, &sdb);
     printf("first call (program build or cache load + run): %8.1f ms\n", t_first * 1e3);
-    printf("forward training:  %8.2f ms  %6.2f GB/s (x read, y written)\n", t_fwd * 1e3,
+    printf("forward training (median of 5):  %8.2f ms  %6.2f GB/s (x read, y written)\n", t_fwd * 1e3,
            2.0 * n * 4 / t_fwd / 1e9);
-    printf("backward:          %8.2f ms  %6.2f GB/s (x, dy read, dx written)\n", t_bwd * 1e3,
+    printf("backward (median of 5):          %8.2f ms  %6.2f GB/s (x, dy read, dx written)\n", t_bwd * 1e3,
            3.0 * n * 4 / t_bwd / 1e9);
     printf("max abs error vs double reference: y %.2e (of %.1f)  dx %.2e (of %.1f)  "
            "dgamma %.2e (of %.1f)  dbeta %.2e (of %.1f)\n",
