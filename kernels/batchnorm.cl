@@ -722,6 +722,14 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
     for (uint o = 0; o < O; ++o) {
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
+        if (frozen) {
+            /* frozen dx is gamma*invstd*dy and never looks at x */
+            for (; i + 8 <= I; i += 8 * LX)
+                STORE8(k.z * LOAD8(dy, base + i), dx, base + i);
+            for (; i < I; ++i)
+                STORE1(k.z * LOAD1(dy, base + i), dx, base + i);
+            continue;
+        }
         for (; i + 8 <= I; i += 8 * LX)
             STORE8(bn_dx8(LOAD8(dy, base + i), LOAD8(x, base + i), k), dx, base + i);
         for (; i < I; ++i) {

@@ -192,11 +192,11 @@ static clnorm_status check_desc(clnorm_context *ctx, const char *fn, const clnor
         total > ((size_t)1 << 52) / 8)
         return clnorm_fail(ctx, CLNORM_ERROR_SIZE_OVERFLOW,
                            "%s: shape (outer %zu, channels %zu, inner %zu) exceeds the kernels' "
-                           "index range (each below 2^32)",
+                           "index range (each, and channels*inner, below 2^32)",
                            fn, O, C, I);
-    if (!(desc->epsilon > 0) || !isfinite(desc->epsilon))
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_EPSILON, "%s: desc->epsilon is %g, must be > 0", fn,
-                           desc->epsilon);
+    clnorm_status est = clnorm_check_epsilon(ctx, fn, desc->dtype, desc->epsilon);
+    if (est != CLNORM_SUCCESS)
+        return est;
     memset(p, 0, sizeof *p);
     p->O     = O;
     p->C     = C;
@@ -216,6 +216,12 @@ clnorm_status clnorm_bn_desc_init(clnorm_bn_desc *desc, clnorm_bn_mode mode, cln
     if (ndim < 2 || ndim > CLNORM_MAX_DIMS)
         return clnorm_fail(NULL, CLNORM_ERROR_INVALID_SHAPE,
                            "clnorm_bn_desc_init: ndim is %zu, expected 2..%d", ndim, CLNORM_MAX_DIMS);
+    if (mode != CLNORM_BN_SPATIAL && mode != CLNORM_BN_PER_ACTIVATION)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_MODE, "clnorm_bn_desc_init: mode %d is not a clnorm_bn_mode",
+                           (int)mode);
+    if (layout != CLNORM_NCHW && layout != CLNORM_NHWC)
+        return clnorm_fail(NULL, CLNORM_ERROR_INVALID_LAYOUT,
+                           "clnorm_bn_desc_init: layout %d is not a clnorm_layout", (int)layout);
     memset(desc, 0, sizeof *desc);
     desc->mode   = mode;
     desc->layout = layout;
@@ -255,9 +261,17 @@ static clnorm_status prologue(clnorm_context *ctx, const char *fn, char dir, cl_
     if (!args)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
     clnorm_status st = check_desc(ctx, fn, desc, dir, p);
-    if (st != CLNORM_SUCCESS)
-        return st;
-    return clnorm_check_queue(ctx, queue, nwait, wait);
+    if (st == CLNORM_SUCCESS)
+        st = clnorm_check_queue(ctx, queue, nwait, wait);
+    if (st == CLNORM_SUCCESS)
+        st = clnorm_check_workspace(ctx, args->workspace);
+    return st;
+}
+
+/* After every argument check: the kernels exist before anything is enqueued. */
+static clnorm_status ready(clnorm_context *ctx, const clnorm_bn_desc *desc)
+{
+    return clnorm_prepare(ctx, FAMILY_BN, desc->dtype);
 }
 
 #define CHECK(expr)                   \
@@ -484,6 +498,7 @@ clnorm_status clnorm_bn_forward_training(clnorm_context *ctx, cl_command_queue q
                            "%s: the unbiased running variance needs more than one value per channel "
                            "(N*spatial is 1); use a biased running variance or omit running_var",
                            fn);
+    CHECK(ready(ctx, desc));
     cl_mem ws    = NULL;
     size_t wsoff = 0;
     if (!p.fused)
@@ -514,6 +529,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     CHECK(check_vec(ctx, &p, "beta", args->beta, 0));
     CHECK(check_vec(ctx, &p, "running_mean", args->running_mean, 1));
     CHECK(check_vec(ctx, &p, "running_var", args->running_var, 1));
+    CHECK(ready(ctx, desc));
     clnorm_seq seq;
     if (p.fused) {
         CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
@@ -599,6 +615,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
     clnorm_buffer inv  = frozen ? args->running_var : args->saved_invstd;
     CHECK(check_vec(ctx, &p, frozen ? "running_mean" : "saved_mean", mean, 1));
     CHECK(check_vec(ctx, &p, frozen ? "running_var" : "saved_invstd", inv, 1));
+    CHECK(ready(ctx, desc));
 
     if (need_sums && need_x && p.fused)
         return backward_fused(ctx, frozen, queue, desc, &p, args, nwait, wait, event);

@@ -3,6 +3,8 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <float.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +36,8 @@ static int parse_index(const char *s, unsigned long *out)
     return *end == '\0';
 }
 
-clnorm_status clnorm_select_device(const char *selector, cl_platform_id *platform,
-                                   cl_device_id *device, char *why, size_t why_len)
+static clnorm_status select_device(const char *selector, cl_platform_id *platform, cl_device_id *device,
+                                   char *why, size_t why_len)
 {
     cl_platform_id plats[MAX_PLATFORMS];
     cl_uint        nplat = 0;
@@ -177,6 +179,21 @@ static cl_int info_string(cl_device_id device, cl_platform_id plat, cl_uint para
     }
     free(tmp);
     return err;
+}
+
+/* Device enumeration is serialized: PoCL 3.1 initializes its devices on the
+ * first clGetDeviceIDs without excluding concurrent callers, which then see
+ * no device (CL_DEVICE_NOT_FOUND), so concurrent first selections from
+ * several threads failed with CLNORM_ERROR_NO_DEVICE. */
+static pthread_mutex_t select_lock = PTHREAD_MUTEX_INITIALIZER;
+
+clnorm_status clnorm_select_device(const char *selector, cl_platform_id *platform, cl_device_id *device,
+                                   char *why, size_t why_len)
+{
+    pthread_mutex_lock(&select_lock);
+    clnorm_status st = select_device(selector, platform, device, why, why_len);
+    pthread_mutex_unlock(&select_lock);
+    return st;
 }
 
 clnorm_status clnorm_query_device(cl_device_id device, clnorm_device_info *info)
@@ -391,6 +408,29 @@ size_t clnorm_dtype_size(clnorm_dtype dtype)
     return 0;
 }
 
+clnorm_status clnorm_check_epsilon(clnorm_context *ctx, const char *fn, clnorm_dtype dtype, double eps)
+{
+    double lo = dtype == CLNORM_F64 ? DBL_MIN : FLT_MIN, hi = dtype == CLNORM_F64 ? DBL_MAX : FLT_MAX;
+    if (!(eps >= lo && eps <= hi))
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_EPSILON,
+                           "%s: desc->epsilon is %g; it must be a positive normal %s number (%g to %g)", fn,
+                           eps, dtype == CLNORM_F64 ? "fp64" : "fp32", lo, hi);
+    return CLNORM_SUCCESS;
+}
+
+clnorm_status clnorm_check_workspace(clnorm_context *ctx, clnorm_buffer workspace)
+{
+    if (!workspace.mem)
+        return CLNORM_SUCCESS;
+    clnorm_status st = clnorm_check_buffer(ctx, "workspace", workspace, 1, 0, 1);
+    if (st != CLNORM_SUCCESS)
+        return st;
+    if (workspace.offset % 128 != 0)
+        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
+                           "workspace offset %zu bytes is not a multiple of 128", workspace.offset);
+    return CLNORM_SUCCESS;
+}
+
 size_t clnorm_param_size(clnorm_dtype dtype) { return dtype == CLNORM_F64 ? 8 : 4; }
 
 clnorm_status clnorm_check_dtype(clnorm_context *ctx, clnorm_dtype dtype)
@@ -470,12 +510,11 @@ clnorm_status clnorm_get_scratch(clnorm_context *ctx, clnorm_buffer workspace, s
                                  cl_mem *mem, size_t *byte_offset)
 {
     if (workspace.mem) {
-        clnorm_status st = clnorm_check_buffer(ctx, "workspace", workspace, 1, bytes, 1);
+        clnorm_status st = clnorm_check_workspace(ctx, workspace);
+        if (st == CLNORM_SUCCESS)
+            st = clnorm_check_buffer(ctx, "workspace", workspace, 1, bytes, 1);
         if (st != CLNORM_SUCCESS)
             return st;
-        if (workspace.offset % 128 != 0)
-            return clnorm_fail(ctx, CLNORM_ERROR_INVALID_ARGUMENT,
-                               "workspace offset %zu bytes is not a multiple of 128", workspace.offset);
         *mem         = workspace.mem;
         *byte_offset = workspace.offset;
         return CLNORM_SUCCESS;

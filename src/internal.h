@@ -17,6 +17,7 @@ enum clnorm_family { FAMILY_BN = 0, FAMILY_ROWNORM = 1, FAMILY_COUNT_ };
 typedef struct clnorm_program {
     cl_program prog;
     cl_kernel  kernels[MAX_KERNELS_PER_FAMILY];
+    int        ready; /* every kernel of the family created */
 } clnorm_program;
 
 /* Variant parameters chosen per device (heuristics, overridable for tests
@@ -78,6 +79,11 @@ void clnorm_clear_error(clnorm_context *ctx);
 clnorm_status clnorm_get_kernel(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype,
                                 unsigned index, cl_kernel *out);
 
+/* Builds the family's program and creates all its kernels, once; called
+ * before an operation enqueues anything, so a build failure leaves every
+ * output untouched. */
+clnorm_status clnorm_prepare(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype);
+
 /* Scratch of at least bytes: the caller's workspace if given (checked),
  * else the context's own grow-only buffer. */
 clnorm_status clnorm_get_scratch(clnorm_context *ctx, clnorm_buffer workspace, size_t bytes,
@@ -91,6 +97,14 @@ clnorm_status clnorm_check_queue(clnorm_context *ctx, cl_command_queue queue, cl
  * and holding offset + count elements of elem_size bytes. */
 clnorm_status clnorm_check_buffer(clnorm_context *ctx, const char *name, clnorm_buffer b,
                                   int required, size_t count, size_t elem_size);
+
+/* epsilon must be a positive normal number of the parameter type, so that
+ * var + eps stays positive after the conversion to it. */
+clnorm_status clnorm_check_epsilon(clnorm_context *ctx, const char *fn, clnorm_dtype dtype, double eps);
+
+/* Checks a caller's workspace that is present: a valid buffer of ctx's
+ * cl_context at a 128-byte aligned offset (its size is checked when used). */
+clnorm_status clnorm_check_workspace(clnorm_context *ctx, clnorm_buffer workspace);
 
 size_t clnorm_dtype_size(clnorm_dtype dtype);
 size_t clnorm_param_size(clnorm_dtype dtype);

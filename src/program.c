@@ -221,6 +221,21 @@ static clnorm_status build_program(clnorm_context *ctx, enum clnorm_family famil
     return CLNORM_SUCCESS;
 }
 
+clnorm_status clnorm_prepare(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype)
+{
+    clnorm_program *p = &ctx->programs[family][dtype];
+    if (p->ready)
+        return CLNORM_SUCCESS;
+    for (unsigned i = 0; family_kernels[family][i]; ++i) {
+        cl_kernel     k;
+        clnorm_status st = clnorm_get_kernel(ctx, family, dtype, i, &k);
+        if (st != CLNORM_SUCCESS)
+            return st;
+    }
+    p->ready = 1;
+    return CLNORM_SUCCESS;
+}
+
 clnorm_status clnorm_get_kernel(clnorm_context *ctx, enum clnorm_family family, clnorm_dtype dtype,
                                 unsigned index, cl_kernel *out)
 {

@@ -167,14 +167,6 @@ static clnorm_status check_dims(clnorm_context *ctx, const char *fn, size_t ndim
     return CLNORM_SUCCESS;
 }
 
-static clnorm_status check_eps(clnorm_context *ctx, const char *fn, double eps)
-{
-    if (!(eps > 0) || !isfinite(eps))
-        return clnorm_fail(ctx, CLNORM_ERROR_INVALID_EPSILON, "%s: desc->epsilon is %g, must be > 0", fn,
-                           eps);
-    return CLNORM_SUCCESS;
-}
-
 #define CHECK(expr)               \
     do {                          \
         st = (expr);              \
@@ -204,7 +196,7 @@ static clnorm_status check_norm_desc(clnorm_context *ctx, const char *fn, const 
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_AXIS, "%s: desc->axis is %d, expected %ld..%ld", fn,
                            d->axis, -n, n - 1);
     size_t axis = (size_t)(d->axis < 0 ? d->axis + n : d->axis);
-    CHECK(check_eps(ctx, fn, d->epsilon));
+    CHECK(clnorm_check_epsilon(ctx, fn, d->dtype, d->epsilon));
     p->op    = op;
     p->dtype = d->dtype;
     p->esize = clnorm_dtype_size(d->dtype);
@@ -238,7 +230,7 @@ static clnorm_status check_gn_desc(clnorm_context *ctx, const char *fn, const cl
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_GROUPS,
                            "%s: desc->num_groups is %zu; it must be positive and divide C = %zu", fn, G,
                            C);
-    CHECK(check_eps(ctx, fn, d->epsilon));
+    CHECK(clnorm_check_epsilon(ctx, fn, d->dtype, d->epsilon));
     p->op    = OP_GN;
     p->dtype = d->dtype;
     p->esize = clnorm_dtype_size(d->dtype);
@@ -645,6 +637,7 @@ static clnorm_status run_op(clnorm_context *ctx, int backward, const rn_plan *p,
     size_t need = backward ? p->bwd_bytes : p->fwd_bytes;
     if (backward && p->op != OP_GN && !a->dgamma.mem && (rms || !a->dbeta.mem))
         need = p->col_off; /* no column partials */
+    CHECK(clnorm_prepare(ctx, FAMILY_ROWNORM, p->dtype));
     CHECK(get_scratch(ctx, a, need, &ws, &wsoff));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));

@@ -48,7 +48,7 @@ CLNORM_API const char *clnorm_version_string(void);
     XX(ERROR_INVALID_SHAPE, -2003, "a dimension is zero or the rank is out of range")    \
     XX(ERROR_SIZE_OVERFLOW, -2004, "a size overflows the range the library can index")   \
     XX(ERROR_BUFFER_TOO_SMALL, -2005, "a buffer is smaller than offset plus extent")     \
-    XX(ERROR_INVALID_EPSILON, -2006, "epsilon must be finite and greater than zero")     \
+    XX(ERROR_INVALID_EPSILON, -2006, "epsilon must be a positive normal number")         \
     XX(ERROR_INVALID_MOMENTUM, -2007, "the running-average factor must lie in [0, 1]")  \
     XX(ERROR_INVALID_LAYOUT, -2008, "unknown tensor layout")                             \
     XX(ERROR_INVALID_MODE, -2009, "unknown normalization mode")                          \
@@ -208,7 +208,8 @@ typedef enum clnorm_bn_mode {
      * (N, C, d1..dk) or (N, d1..dk, C) per layout, k >= 0. */
     CLNORM_BN_SPATIAL = 0,
     /* Statistics per feature over N; dims are (N, D1, ..., Dk) and the
-     * features are the D1*...*Dk trailing elements (layout is ignored). */
+     * features are the D1*...*Dk trailing elements (layout must be a valid
+     * value but does not change the result). */
     CLNORM_BN_PER_ACTIVATION = 1
 } clnorm_bn_mode;
 
@@ -220,7 +221,7 @@ typedef struct clnorm_bn_desc {
     clnorm_dtype   dtype;
     size_t         ndim;                  /* 2..CLNORM_MAX_DIMS */
     size_t         dims[CLNORM_MAX_DIMS]; /* in memory order, see clnorm_layout */
-    double         epsilon;               /* > 0; default 1e-5 */
+    double         epsilon;               /* a positive normal number of the parameter type; 1e-5 */
     /* Weight f of the new batch in the running averages (PyTorch's momentum,
      * cuDNN's exponentialAverageFactor, 1 - ONNX momentum); default 0.1. */
     double         exp_avg_factor;
@@ -251,10 +252,29 @@ typedef struct clnorm_bn_args {
     clnorm_buffer dgamma, dbeta;
     clnorm_buffer saved_mean, saved_invstd;
     clnorm_buffer running_mean, running_var;
-    /* Optional scratch (bytes, from clnorm_bn_workspace_size). Absent: the
-     * context's own scratch, grown when needed and reused across calls. */
+    /* Optional scratch (bytes, from clnorm_bn_workspace_size; offset in
+     * bytes, a multiple of 128). Absent: the context's own scratch, grown
+     * when needed and reused across calls. */
     clnorm_buffer workspace;
 } clnorm_bn_args;
+
+/* Errors and outputs: a call that returns a clnorm status (CLNORM_ERROR_*)
+ * has enqueued nothing and written nothing. A call that returns an OpenCL
+ * error after its checks passed (the device ran out of resources, say) may
+ * have enqueued part of its work, so its outputs, and the running statistics
+ * of a training forward, may be partly written.
+ *
+ * NaN and infinity: batch statistics are per channel. A NaN or infinity
+ * among a channel's x values makes that channel's saved mean and invstd, its
+ * running-mean and running-variance updates, all of its y values and, in
+ * backward with saved statistics, all of its dx values and its dgamma NaN,
+ * while dbeta (which depends only on dy) and every other channel's results
+ * are bit for bit what they would be without it; a NaN or infinity in dy
+ * makes its channel's dx, dgamma and dbeta NaN. Inference and the dx of the
+ * frozen backward are elementwise: a non-finite x (inference) or dy (frozen
+ * backward) gives a non-finite value at that element only, and frozen dx
+ * never depends on x. The family behaves the same per row or group. Inputs
+ * are not scanned for non-finite values. */
 
 /* Bytes of workspace any batch norm call with this desc may use.
  * @param[in]  ctx    context
@@ -349,7 +369,7 @@ typedef struct clnorm_norm_desc {
     size_t       ndim;                  /* 1..CLNORM_MAX_DIMS */
     size_t       dims[CLNORM_MAX_DIMS]; /* in memory order, row-major */
     int          axis;                  /* first normalized dim, in [-ndim, ndim); default -1 */
-    double       epsilon;               /* > 0; default 1e-5 */
+    double       epsilon;               /* positive normal; default 1e-5 */
 } clnorm_norm_desc;
 
 /* Describes a group normalization (statistics per sample and group of C/G
@@ -363,7 +383,7 @@ typedef struct clnorm_groupnorm_desc {
     size_t        ndim;                  /* 2..CLNORM_MAX_DIMS */
     size_t        dims[CLNORM_MAX_DIMS]; /* in memory order, see clnorm_layout */
     size_t        num_groups;            /* G, divides C; ignored by instance norm */
-    double        epsilon;               /* > 0; default 1e-5 */
+    double        epsilon;               /* positive normal; default 1e-5 */
 } clnorm_groupnorm_desc;
 
 /* The buffers of the family's calls; each call reads and writes only the
