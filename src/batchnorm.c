@@ -127,13 +127,18 @@ sized:
 /* Local and global sizes of a launch over (lanes, channels[, chunks]). On
  * CPUs a work-group takes several channels so that PoCL does not pay its
  * per-group cost thousands of times for small slices. */
-static void channel_launch(const clnorm_context *ctx, size_t C, size_t K, size_t *g, size_t *l)
+static void channel_launch(const clnorm_context *ctx, size_t C, size_t K, size_t per_item, size_t *g,
+                           size_t *l)
 {
     size_t lx = ctx->tune.lx, cb = 1;
-    if (lx == 1) {
+    if (lx == 1 && per_item < 16384) {
+        /* only small slices: PoCL vectorizes across the channels of a group,
+         * which turns a long contiguous walk into gathers */
         size_t cu     = ctx->info.compute_units ? ctx->info.compute_units : 1;
         size_t groups = cu * 8;
         cb            = C * K / groups;
+        if (cb * per_item > 16384)
+            cb = 16384 / (per_item ? per_item : 1);
         if (cb < 1)
             cb = 1;
         if (cb > C)
@@ -331,7 +336,7 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
                               KARG(S),        KARG(L),    KARG(K), KARG(ws), KARG(poff)};
         CHECK(clnorm_set_args(ctx, k, args, 11));
         size_t g[3], l[3];
-        channel_launch(ctx, p->C, p->K, g, l);
+        channel_launch(ctx, p->C, p->K, p->R * (p->S > 1 ? p->L : p->I), g, l);
         CHECK(clnorm_seq_run(ctx, seq, k, 3, g, l));
     } else if (p->stream) {
         cl_ulong soff = (wsoff + p->state_off) / p->psize;
@@ -411,7 +416,7 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
                           KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff)};
     CHECK(clnorm_set_args(ctx, k, args, 23));
     size_t g[3], l[3];
-    channel_launch(ctx, p->C, 1, g, l);
+    channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
@@ -435,7 +440,7 @@ static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, c
                           KARG(boff)};
     CHECK(clnorm_set_args(ctx, k, args, 16));
     size_t g[3], l[3];
-    channel_launch(ctx, p->C, 1, g, l);
+    channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
@@ -587,7 +592,7 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
     size_t g[3], l[3];
-    channel_launch(ctx, p->C, 1, g, l);
+    channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     st = clnorm_seq_run(ctx, &seq, k, 2, g, l);
     return clnorm_seq_end(&seq, st, event);
 }
@@ -654,7 +659,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
                                KARG(S),    KARG(L),    KARG(K),            KARG(ws),    KARG(poff)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 15));
             size_t g[3], l[3];
-            channel_launch(ctx, p.C, p.K, g, l);
+            channel_launch(ctx, p.C, p.K, p.R * (p.S > 1 ? p.L : p.I), g, l);
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 3, g, l));
         } else if (p.stream) {
             cl_ulong soff = (wsoff + p.state_off) / p.psize;
