@@ -352,7 +352,7 @@ static void cold_warm(const char *self)
 static void usage(void)
 {
     printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
-           "                    [--ab VAR]  (A/B: each case on a context created without and with VAR=1)\n"
+           "                    [--ab VAR[=VALUE]]  (A/B: each case on a context created without and with it)\n"
            "       clnorm_bench --cold-warm  (first-call latency, fresh process, cold and warm cache)\n"
            "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
            "  GB/s at minimal traffic (forward 2x the tensor, backward 3x) and the fraction\n"
@@ -399,9 +399,17 @@ int main(int argc, char **argv)
     ctx_a = ctx;
     if (ab_var) {
         /* variables are read when a context is created */
-        setenv(ab_var, "1", 1);
+        /* VAR or VAR=VALUE */
+        char        name[256];
+        const char *eq = strchr(ab_var, '=');
+        size_t      nl = eq ? (size_t)(eq - ab_var) : strlen(ab_var);
+        if (nl >= sizeof name)
+            FAIL("--ab: variable name too long");
+        memcpy(name, ab_var, nl);
+        name[nl] = '\0';
+        setenv(name, eq ? eq + 1 : "1", 1);
         st = clnorm_context_create(cl, clnorm_context_device(ctx), &ctx_b);
-        unsetenv(ab_var);
+        unsetenv(name);
         if (st != CLNORM_SUCCESS)
             FAIL("clnorm: %s: %s", clnorm_status_string(st), clnorm_last_error(NULL));
     }

@@ -9,9 +9,11 @@ typedef double  real;
 typedef double2 real2;
 typedef double4 real4;
 typedef double8 real8;
+typedef double16 real16;
 typedef double  store_t;
 #define LOAD1(p, i)     ((p)[i])
 #define LOAD8(p, i)     vload8(0, (p) + (i))
+#define LOAD16(p, i)    vload16(0, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
 #else
@@ -19,11 +21,13 @@ typedef float  real;
 typedef float2 real2;
 typedef float4 real4;
 typedef float8 real8;
+typedef float16 real16;
 #if defined(CLNORM_DTYPE_F16)
 /* half pointers need no extension when accessed with vload_half/vstore_half */
 typedef half store_t;
 #define LOAD1(p, i)     vload_half((i), (p))
 #define LOAD8(p, i)     vload_half8(0, (p) + (i))
+#define LOAD16(p, i)    vload_half16(0, (p) + (i))
 #define STORE1(v, p, i) vstore_half_rte((v), (i), (p))
 #define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
 #elif defined(CLNORM_DTYPE_BF16)
@@ -42,12 +46,14 @@ inline uint8 bf16_bits8(uint8 u)
 }
 #define LOAD1(p, i)     as_float((uint)(p)[i] << 16)
 #define LOAD8(p, i)     as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
+#define LOAD16(p, i)    as_float16(convert_uint16(vload16(0, (p) + (i))) << 16)
 #define STORE1(v, p, i) ((p)[i] = (ushort)bf16_bits(as_uint(v)))
 #define STORE8(v, p, i) vstore8(convert_ushort8(bf16_bits8(as_uint8(v))), 0, (p) + (i))
 #else
 typedef float store_t;
 #define LOAD1(p, i)     ((p)[i])
 #define LOAD8(p, i)     vload8(0, (p) + (i))
+#define LOAD16(p, i)    vload16(0, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
 #endif
@@ -105,21 +111,36 @@ inline real4 stat_block8(real8 v)
 /* Statistics of n <= SPAN contiguous values: a first pass for the block
  * mean, a second (from L1) for the corrected sums of deviations. Vector
  * accumulators, no division per element. */
+inline real sum16(real16 v) { return sum8(v.lo + v.hi); }
+
+#ifndef SPAN_VEC
+#define SPAN_VEC 16 /* vector width of the span walks */
+#endif
+#if SPAN_VEC == 16
+typedef real16 realv;
+#define LOADV(p, i) LOAD16(p, i)
+#define sumv sum16
+#else
+typedef real8 realv;
+#define LOADV(p, i) LOAD8(p, i)
+#define sumv sum8
+#endif
+
 inline real4 stat_span(__global const store_t *p, ulong n)
 {
-    real8 s = (real8)0;
+    realv s = (realv)0;
     real  t = 0;
     ulong i = 0;
-    for (; i + 8 <= n; i += 8)
-        s += LOAD8(p, i);
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC)
+        s += LOADV(p, i);
     for (ulong j = i; j < n; ++j)
         t += LOAD1(p, j);
     real  rn = (real)n, ri = (real)1 / rn;
-    real  m  = (sum8(s) + t) * ri; /* only a shift: its rounding is corrected below */
-    real8 d1 = (real8)0, d2 = (real8)0;
+    real  m  = (sumv(s) + t) * ri; /* only a shift: its rounding is corrected below */
+    realv d1 = (realv)0, d2 = (realv)0;
     real  t1 = 0, t2 = 0;
-    for (i = 0; i + 8 <= n; i += 8) {
-        real8 d = LOAD8(p, i) - m;
+    for (i = 0; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        realv d = LOADV(p, i) - m;
         d1 += d;
         d2 = fma(d, d, d2);
     }
@@ -128,10 +149,11 @@ inline real4 stat_span(__global const store_t *p, ulong n)
         t1 += d;
         t2 = fma(d, d, t2);
     }
-    real ds = sum8(d1) + t1;
-    real q  = sum8(d2) + t2 - ds * ds * ri;
+    real ds = sumv(d1) + t1;
+    real q  = sumv(d2) + t2 - ds * ds * ri;
     return (real4)(rn, m, ds * ri, fmax(q, (real)0));
 }
+
 inline real4 stat_one(real v)
 {
     return (real4)((real)1, v, (real)0, (real)0);

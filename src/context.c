@@ -259,6 +259,8 @@ static void choose_tuning(clnorm_context *ctx)
     size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
     ctx->tune.cpu_style = cpu;
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
+    const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
+    snprintf(ctx->tune.extra_options, sizeof ctx->tune.extra_options, "%s", opts ? opts : "");
     if (cpu) {
         /* PoCL runs work-groups on threads and vectorizes inside a work-item's
          * explicit vectors: coarse work-items over contiguous data. */

@@ -32,6 +32,7 @@ typedef struct clnorm_tuning {
     size_t   fuse_max_slice;    /* ... and the largest per-channel slice (elements) */
     size_t   fuse_small_total;  /* tensors this small always take the fused kernel */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
+    char     extra_options[256];/* CLNORM_BUILD_OPTIONS at creation */
 } clnorm_tuning;
 
 /* A kernel-variant choice for one (op, shape class): from the heuristics,

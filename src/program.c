@@ -173,7 +173,10 @@ static clnorm_status build_program(clnorm_context *ctx, enum clnorm_family famil
                                    cl_program *out)
 {
     char options[512];
-    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DLX=%u", dtype_define(dtype), ctx->tune.lx);
+    /* CLNORM_BUILD_OPTIONS (read at context creation) appends -D overrides of
+     * the kernels' tunables, for experiments; they are part of the cache key */
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DLX=%u %s", dtype_define(dtype), ctx->tune.lx,
+             ctx->tune.extra_options);
 
     const char *srcs[2] = {clnorm_kernel_common, family_source(family)};
     char        dir[4096], path[4200];
