@@ -54,6 +54,7 @@ static const char *ref_src =
     "}\n"
     "__kernel void empty(void) {}\n";
 static cl_kernel k_copy, k_add, k_empty, k_copy_stride, k_copy_chunk;
+static size_t clnorm_round_up_sz(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 static cl_mem alloc_buf(size_t bytes, float value)
 {
@@ -89,6 +90,7 @@ static double time_median(run_fn fn, void *arg)
 }
 
 typedef struct { cl_kernel k; size_t global, local; } kcall;
+static kcall best_copy; /* the copy-kernel shape that measured fastest */
 static void run_kernel(void *arg)
 {
     kcall *c = arg;
@@ -141,8 +143,10 @@ static void measure_reference(size_t bytes)
         if (tries[i].local > info.max_work_group_size)
             continue;
         double gbs = 2.0 * bytes / time_median(run_kernel, &tries[i]) / 1e9;
-        if (gbs > copy_gbs)
-            copy_gbs = gbs;
+        if (gbs > copy_gbs) {
+            copy_gbs  = gbs;
+            best_copy = tries[i];
+        }
     }
     kcall c2  = {k_add, (size_t)n8, 64};
     triad_gbs = 3.0 * bytes / time_median(run_kernel, &c2) / 1e9;
@@ -177,21 +181,59 @@ static void run_bn(void *arg)
 }
 
 static int   fmt_csv, fmt_json, nrows;
+
+/* Copy (forward) or two-reads-one-write (backward) bandwidth at the size of
+ * the op's own tensor, with the best copy shape found at the large size:
+ * the fair yardstick where the tensor fits a cache. */
+static double same_size_gbs(size_t n, int backward)
+{
+    static size_t last_n;
+    static int    last_bwd = -1;
+    static double last;
+    if (n == last_n && backward == last_bwd)
+        return last;
+    cl_mem   a = alloc_buf(n * 4 + 32, 1), b = alloc_buf(n * 4 + 32, 2), y = alloc_buf(n * 4 + 32, 0);
+    cl_ulong n8 = (n + 7) / 8;
+    kcall    c  = best_copy;
+    if (backward) {
+        c.k = k_add;
+        clSetKernelArg(k_add, 0, sizeof a, &a);
+        clSetKernelArg(k_add, 1, sizeof b, &b);
+        clSetKernelArg(k_add, 2, sizeof y, &y);
+        clSetKernelArg(k_add, 3, sizeof n8, &n8);
+        c.global = clnorm_round_up_sz(n8, 64);
+        c.local  = 64;
+    } else {
+        set3(c.k, a, y, n8);
+        if (c.k == k_copy)
+            c.global = clnorm_round_up_sz(n8, c.local);
+    }
+    double gbs = (backward ? 3.0 : 2.0) * n * 4 / time_median(run_kernel, &c) / 1e9;
+    clReleaseMemObject(a);
+    clReleaseMemObject(b);
+    clReleaseMemObject(y);
+    last_n   = n;
+    last_bwd = backward;
+    last     = gbs;
+    return gbs;
+}
 static const char *ab_var; /* --ab VAR: time each case without and with VAR=1 */
 static FILE *chart;
 
 static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
-                   double bytes)
+                   double bytes, size_t n, int backward)
 {
     double gbs = bytes / sec / 1e9, frac = gbs / copy_gbs;
+    double same = same_size_gbs(n, backward), frac_same = gbs / same;
     if (fmt_csv)
-        printf("%s,%s,%s,%s,%.4f,%.2f,%.3f\n", op, dir, layout, shape, sec * 1e3, gbs, frac);
+        printf("%s,%s,%s,%s,%.4f,%.2f,%.3f,%.3f\n", op, dir, layout, shape, sec * 1e3, gbs, frac, frac_same);
     else if (fmt_json)
         printf("%s    {\"op\": \"%s\", \"dir\": \"%s\", \"layout\": \"%s\", \"shape\": \"%s\", "
-               "\"ms\": %.4f, \"gbs\": %.2f, \"frac_copy\": %.3f}",
-               nrows ? ",\n" : "", op, dir, layout, shape, sec * 1e3, gbs, frac);
+               "\"ms\": %.4f, \"gbs\": %.2f, \"frac_copy\": %.3f, \"frac_same_size\": %.3f}",
+               nrows ? ",\n" : "", op, dir, layout, shape, sec * 1e3, gbs, frac, frac_same);
     else
-        printf("%-10s %-10s %-6s %-22s %10.3f %9.2f %7.2f\n", op, dir, layout, shape, sec * 1e3, gbs, frac);
+        printf("%-10s %-10s %-6s %-22s %10.3f %9.2f %7.2f %7.2f\n", op, dir, layout, shape, sec * 1e3, gbs, frac,
+               frac_same);
     if (chart)
         fprintf(chart, "\"%s %s %s %s\" %.3f\n", op, dir, layout, shape, frac);
     fflush(stdout);
@@ -267,7 +309,7 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
         double bytes = (r.dir == BWD || (r.dir == BWD_FROZEN)) ? 3.0 * n * 4 : 2.0 * n * 4;
         if (r.dir == BWD_FROZEN)
             bytes = 3.0 * n * 4; /* frozen with dgamma reads x too */
-        report(op, dir_name[r.dir], lay, shape, sec, bytes);
+        report(op, dir_name[r.dir], lay, shape, sec, bytes, n, r.dir == BWD || r.dir == BWD_FROZEN);
     }
     clReleaseMemObject(x);
     clReleaseMemObject(y);
@@ -275,6 +317,95 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
     clReleaseMemObject(dx);
     for (int i = 0; i < 8; ++i)
         clReleaseMemObject(v[i]);
+}
+
+/* ---- the family: layer norm and group norm -------------------------------- */
+
+typedef struct norm_run {
+    int                   group; /* 0: layer norm, 1: group norm */
+    int                   backward;
+    clnorm_norm_desc      nd;
+    clnorm_groupnorm_desc gd;
+    clnorm_norm_args      args;
+} norm_run;
+
+static void run_norm(void *arg)
+{
+    norm_run     *r = arg;
+    clnorm_status st;
+    if (r->group)
+        st = r->backward ? clnorm_groupnorm_backward(ctx, q, &r->gd, &r->args, 0, NULL, NULL)
+                         : clnorm_groupnorm_forward(ctx, q, &r->gd, &r->args, 0, NULL, NULL);
+    else
+        st = r->backward ? clnorm_layernorm_backward(ctx, q, &r->nd, &r->args, 0, NULL, NULL)
+                         : clnorm_layernorm_forward(ctx, q, &r->nd, &r->args, 0, NULL, NULL);
+    if (st != CLNORM_SUCCESS)
+        FAIL("%s: %s", clnorm_status_string(st), clnorm_last_error(ctx));
+}
+
+/* Layer norm over the last dim of (rows, cols), or group norm NCHW. */
+static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups)
+{
+    norm_run r;
+    memset(&r, 0, sizeof r);
+    r.group  = group;
+    size_t n = 1;
+    for (size_t i = 0; i < ndim; ++i)
+        n *= dims[i];
+    size_t vec, stats;
+    if (group) {
+        clnorm_groupnorm_desc_init(&r.gd, CLNORM_NCHW, ndim, dims, groups);
+        vec   = dims[1];
+        stats = dims[0] * groups;
+    } else {
+        clnorm_norm_desc_init(&r.nd, ndim, dims, -1);
+        vec   = dims[ndim - 1];
+        stats = n / vec;
+    }
+    cl_mem x = alloc_buf(n * 4, 0), y = alloc_buf(n * 4, 0), dy = alloc_buf(n * 4, 0.25f);
+    cl_mem dx = alloc_buf(n * 4, 0), v[4], sv[2];
+    for (int i = 0; i < 4; ++i)
+        v[i] = alloc_buf(vec * 4, 0.5f);
+    for (int i = 0; i < 2; ++i)
+        sv[i] = alloc_buf(stats * 4, 1.0f);
+    {
+        float   *h = malloc(n * sizeof *h);
+        unsigned sd = 7;
+        for (size_t i = 0; i < n; ++i) {
+            sd   = sd * 1664525u + 1013904223u;
+            h[i] = (float)(sd >> 8) / 16777216.0f * 4.0f - 1.0f;
+        }
+        clEnqueueWriteBuffer(q, x, CL_TRUE, 0, n * 4, h, 0, NULL, NULL);
+        free(h);
+    }
+    r.args.x      = clnorm_buf(x, 0);
+    r.args.y      = clnorm_buf(y, 0);
+    r.args.dy     = clnorm_buf(dy, 0);
+    r.args.dx     = clnorm_buf(dx, 0);
+    r.args.gamma  = clnorm_buf(v[0], 0);
+    r.args.beta   = clnorm_buf(v[1], 0);
+    r.args.dgamma = clnorm_buf(v[2], 0);
+    r.args.dbeta  = clnorm_buf(v[3], 0);
+    r.args.mean   = clnorm_buf(sv[0], 0);
+    r.args.invstd = clnorm_buf(sv[1], 0);
+    char shape[64];
+    int  w = 0;
+    for (size_t i = 0; i < ndim; ++i)
+        w += snprintf(shape + w, sizeof shape - (size_t)w, "%s%zu", i ? "x" : "", dims[i]);
+    if (group)
+        snprintf(shape + w, sizeof shape - (size_t)w, " G%zu", groups);
+    for (int b = 0; b < 2; ++b) {
+        r.backward = 0;
+        run_norm(&r); /* saved statistics for backward */
+        r.backward = b;
+        fprintf(stderr, "  %s %s %s\n", group ? "gn" : "ln", b ? "bwd" : "fwd", shape);
+        double sec = time_median(run_norm, &r);
+        report(group ? "groupnorm" : "layernorm", b ? "bwd" : "fwd", group ? "NCHW" : "-", shape, sec,
+               (b ? 3.0 : 2.0) * n * 4, n, b);
+    }
+    cl_mem all[] = {x, y, dy, dx, v[0], v[1], v[2], v[3], sv[0], sv[1]};
+    for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
+        clReleaseMemObject(all[i]);
 }
 
 static void bench_latency(void)
@@ -423,7 +554,7 @@ int main(int argc, char **argv)
         chart  = fd >= 0 ? fdopen(fd, "w") : NULL;
     }
     if (fmt_csv)
-        printf("op,dir,layout,shape,ms,gbs,frac_copy\n");
+        printf("op,dir,layout,shape,ms,gbs,frac_copy,frac_same_size\n");
     else if (fmt_json)
         printf("{\"device\": \"%s\", \"copy_gbs\": %.2f, \"read2write1_gbs\": %.2f, \"results\": [\n",
                info.name, copy_gbs, triad_gbs);
@@ -431,8 +562,8 @@ int main(int argc, char **argv)
         printf("device: %s (%s, %u CUs)\n", info.name, info.platform_name, info.compute_units);
         printf("copy bandwidth (own copy kernel, read+write): %.2f GB/s; two reads + one write: %.2f GB/s\n",
                copy_gbs, triad_gbs);
-        printf("%-10s %-10s %-6s %-22s %10s %9s %7s\n", "op", "dir", "layout", "shape", "median ms", "GB/s",
-               "x copy");
+        printf("%-10s %-10s %-6s %-22s %10s %9s %7s %7s\n", "op", "dir", "layout", "shape", "median ms", "GB/s",
+               "x copy", "x same");
     }
 
     static const enum dir all[] = {FWD_TRAIN, FWD_INFER, BWD, BWD_FROZEN};
@@ -453,6 +584,11 @@ int main(int argc, char **argv)
     size_t pa1[2] = {512, 4096}, pa2[2] = {65536, 64};
     bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa1, all, 4);
     bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa2, all, 4);
+    static const size_t ln[][2] = {{8192, 768}, {2048, 4096}, {32768, 128}, {16384, 1024}};
+    for (size_t i = 0; i < (quick ? 2 : 4); ++i)
+        bench_norm(0, ln[i], 2, 0);
+    size_t gn[4] = {quick ? 8 : 32, 256, 56, 56};
+    bench_norm(1, gn, 4, 32);
     bench_latency();
 
     if (fmt_json)

@@ -509,7 +509,7 @@ clnorm_status clnorm_bn_forward_training(clnorm_context *ctx, cl_command_queue q
     if (!p.fused)
         CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + p.part_bytes, &ws, &wsoff));
     clnorm_seq seq;
-    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     if (p.fused) {
         CHECK_SEQ(enqueue_fwd_fused(ctx, &seq, desc, &p, args));
     } else {
@@ -537,7 +537,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     CHECK(ready(ctx, desc));
     clnorm_seq seq;
     if (p.fused) {
-        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
         st = enqueue_infer_fused(ctx, &seq, desc, &p, args->x, args->y, args->running_mean,
                                  args->running_var, args->gamma, args->beta);
         return clnorm_seq_end(&seq, st, event);
@@ -545,7 +545,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     cl_mem ws;
     size_t wsoff;
     CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes, &ws, &wsoff));
-    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     {
         cl_kernel k;
         cl_uint   C    = (cl_uint)p.C;
@@ -590,7 +590,7 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
                        KARG(args->dbeta.mem), KARG(dboff)};
     CHECK(clnorm_set_args(ctx, k, a, 22));
     clnorm_seq seq;
-    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     size_t g[3], l[3];
     channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     st = clnorm_seq_run(ctx, &seq, k, 2, g, l);
@@ -628,7 +628,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
         /* frozen dx alone: gamma/sqrt(var + eps) * dy */
         clnorm_seq    seq;
         clnorm_buffer none = {NULL, 0};
-        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
         st = enqueue_infer_fused(ctx, &seq, desc, &p, args->dy, args->dx, none, args->running_var,
                                  args->gamma, none);
         return clnorm_seq_end(&seq, st, event);
@@ -638,7 +638,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
     CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + (need_sums ? p.part_bytes : 0), &ws,
                              &wsoff));
     clnorm_seq seq;
-    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     cl_kernel k;
     cl_ulong  xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
     cl_ulong  moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;

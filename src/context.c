@@ -555,7 +555,7 @@ clnorm_status clnorm_set_args(clnorm_context *ctx, cl_kernel kernel, const clnor
 }
 
 clnorm_status clnorm_seq_begin(clnorm_context *ctx, clnorm_seq *seq, cl_command_queue queue,
-                               cl_uint nwait, const cl_event *wait)
+                               cl_uint nwait, const cl_event *wait, int want_event)
 {
     cl_command_queue_properties props = 0;
     memset(seq, 0, sizeof *seq);
@@ -567,6 +567,7 @@ clnorm_status clnorm_seq_begin(clnorm_context *ctx, clnorm_seq *seq, cl_command_
         return clnorm_fail(ctx, err == CL_INVALID_COMMAND_QUEUE ? CLNORM_ERROR_INVALID_QUEUE : (clnorm_status)err,
                            "queue properties query failed (%d)", err);
     seq->out_of_order = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
+    seq->want_event   = want_event;
     return CLNORM_SUCCESS;
 }
 
@@ -585,8 +586,11 @@ clnorm_status clnorm_seq_run(clnorm_context *ctx, clnorm_seq *seq, cl_kernel ker
         nwait = 0;
         wait  = NULL;
     }
+    /* events only where they are used: chaining an out-of-order queue, or
+     * the caller's output event (the last command's) */
     cl_event ev  = NULL;
-    cl_int   err = clEnqueueNDRangeKernel(seq->queue, kernel, dims, NULL, global, local, nwait, wait, &ev);
+    cl_int   err = clEnqueueNDRangeKernel(seq->queue, kernel, dims, NULL, global, local, nwait, wait,
+                                          seq->out_of_order || seq->want_event ? &ev : NULL);
     if (err != CL_SUCCESS)
         return clnorm_fail(ctx, (clnorm_status)err, "clEnqueueNDRangeKernel failed (%d)", err);
     if (seq->last)

@@ -141,10 +141,11 @@ typedef struct clnorm_seq {
     const cl_event  *wait;
     cl_event         last;
     int              started;
+    int              want_event;
 } clnorm_seq;
 
 clnorm_status clnorm_seq_begin(clnorm_context *ctx, clnorm_seq *seq, cl_command_queue queue,
-                               cl_uint nwait, const cl_event *wait);
+                               cl_uint nwait, const cl_event *wait, int want_event);
 /* Enqueues kernel over global (dims 1..3); local may be NULL. */
 clnorm_status clnorm_seq_run(clnorm_context *ctx, clnorm_seq *seq, cl_kernel kernel, cl_uint dims,
                              const size_t *global, const size_t *local);

@@ -640,7 +640,7 @@ static clnorm_status run_op(clnorm_context *ctx, int backward, const rn_plan *p,
     CHECK(clnorm_prepare(ctx, FAMILY_ROWNORM, p->dtype));
     CHECK(get_scratch(ctx, a, need, &ws, &wsoff));
     clnorm_seq seq;
-    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait));
+    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     if (backward)
         CHECK_SEQ(enqueue_backward(ctx, &seq, p, a, ws, wsoff));
     else
