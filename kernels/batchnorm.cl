@@ -43,6 +43,38 @@ inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, rea
     return (real2)(sum8(a) + ta, sum8(b) + tb);
 }
 
+#if LX > 1
+/* Fixed-order tree over the LX lanes of a work-group; every lane gets the
+ * result. Statistics partials merge by Chan's formula, sum pairs add with
+ * compensation. */
+inline real4 lanes_stats(real4 acc, uint lane, __local real4 *sh)
+{
+    sh[lane] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = LX / 2; h > 0; h >>= 1) {
+        if (lane < h)
+            sh[lane] = stat_merge(sh[lane], sh[lane + h]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return sh[0];
+}
+
+inline real4 lanes_sums(real4 acc, uint lane, __local real4 *sh)
+{
+    sh[lane] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = LX / 2; h > 0; h >>= 1) {
+        if (lane < h) {
+            real4 a = sum2_add(sh[lane], sh[lane + h].xy);
+            a.zw += sh[lane + h].zw;
+            sh[lane] = a;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return sh[0];
+}
+#endif
+
 /* ---- statistics partials ------------------------------------------------ */
 
 /* Rows walk, for I large: work-item (lane, c, k) reads chunk k of channel c.
@@ -79,14 +111,7 @@ __kernel void bn_stats_rows(__global const store_t *x, ulong xoff, uint O, uint 
     }
 #if LX > 1
     __local real4 sh[LX];
-    sh[lane] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint h = LX / 2; h > 0; h >>= 1) {
-        if (lane < h)
-            sh[lane] = stat_merge(sh[lane], sh[lane + h]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    acc = sh[0];
+    acc = lanes_stats(acc, lane, sh);
 #endif
     if (lane == 0 && c < C && k < K)
         part[(ulong)k * C + c] = acc;
@@ -253,17 +278,7 @@ __kernel void bn_bwd_rows(__global const store_t *x, ulong xoff, __global const 
     }
 #if LX > 1
     __local real4 sh[LX];
-    sh[lane] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint h = LX / 2; h > 0; h >>= 1) {
-        if (lane < h) {
-            real4 a = sum2_add(sh[lane], sh[lane + h].xy);
-            a.zw += sh[lane + h].zw;
-            sh[lane] = a;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    acc = sh[0];
+    acc = lanes_sums(acc, lane, sh);
 #endif
     if (lane == 0 && c < C && k < K)
         part[(ulong)k * C + c] = acc;
@@ -607,14 +622,7 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
 #endif
     }
 #if LX > 1
-    sh[lane] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint h = LX / 2; h > 0; h >>= 1) {
-        if (lane < h)
-            sh[lane] = stat_merge(sh[lane], sh[lane + h]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    acc = sh[0];
+    acc = lanes_stats(acc, lane, sh);
 #endif
     return acc;
 }
@@ -695,17 +703,7 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
 #endif
     }
 #if LX > 1
-    sh[lane] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint h = LX / 2; h > 0; h >>= 1) {
-        if (lane < h) {
-            real4 a = sum2_add(sh[lane], sh[lane + h].xy);
-            a.zw += sh[lane + h].zw;
-            sh[lane] = a;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    acc = sh[0];
+    acc = lanes_sums(acc, lane, sh);
 #endif
     real sdy  = acc.x + acc.z;
     real sdxm = acc.y + acc.w;
