@@ -68,6 +68,21 @@ static cl_mem alloc_buf(size_t bytes, float value)
     return m;
 }
 
+/* Uniform values in [-1, 3) from a fixed LCG stream. */
+static void fill_random(cl_mem m, size_t n, unsigned seed)
+{
+    float *h = malloc(n * sizeof *h);
+    if (!h)
+        FAIL("out of memory");
+    for (size_t i = 0; i < n; ++i) {
+        seed = seed * 1664525u + 1013904223u;
+        h[i] = (float)(seed >> 8) / 16777216.0f * 4.0f - 1.0f;
+    }
+    if (clEnqueueWriteBuffer(q, m, CL_TRUE, 0, n * 4, h, 0, NULL, NULL) != CL_SUCCESS)
+        FAIL("writing the input failed");
+    free(h);
+}
+
 typedef void (*run_fn)(void *arg);
 
 /* Median seconds of one call of fn (enqueue + clFinish), after warm-up. */
@@ -254,17 +269,7 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
     cl_mem dx = alloc_buf(n * 4, 0), v[8];
     for (int i = 0; i < 8; ++i)
         v[i] = alloc_buf(C * 4, i == 5 ? 1.0f : 0.5f);
-    /* non-constant input so the statistics are not trivial */
-    {
-        float *h = malloc(n * sizeof *h);
-        unsigned s = 1;
-        for (size_t i = 0; i < n; ++i) {
-            s    = s * 1664525u + 1013904223u;
-            h[i] = (float)(s >> 8) / 16777216.0f * 4.0f - 1.0f;
-        }
-        clEnqueueWriteBuffer(q, x, CL_TRUE, 0, n * 4, h, 0, NULL, NULL);
-        free(h);
-    }
+    fill_random(x, n, 1); /* non-constant, so the statistics are not trivial */
     r.args.x = clnorm_buf(x, 0);
     r.args.y = clnorm_buf(y, 0);
     r.args.dy = clnorm_buf(dy, 0);
@@ -368,16 +373,7 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
         v[i] = alloc_buf(vec * 4, 0.5f);
     for (int i = 0; i < 2; ++i)
         sv[i] = alloc_buf(stats * 4, 1.0f);
-    {
-        float   *h = malloc(n * sizeof *h);
-        unsigned sd = 7;
-        for (size_t i = 0; i < n; ++i) {
-            sd   = sd * 1664525u + 1013904223u;
-            h[i] = (float)(sd >> 8) / 16777216.0f * 4.0f - 1.0f;
-        }
-        clEnqueueWriteBuffer(q, x, CL_TRUE, 0, n * 4, h, 0, NULL, NULL);
-        free(h);
-    }
+    fill_random(x, n, 7);
     r.args.x      = clnorm_buf(x, 0);
     r.args.y      = clnorm_buf(y, 0);
     r.args.dy     = clnorm_buf(dy, 0);
