@@ -597,6 +597,14 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
     }
 }
 
+/* The second walk visits the rows in reverse: the rows the first walk read
+ * last are the ones still in cache, and y's writes evict the oldest lines
+ * first, which a forward second walk would need next. */
+#ifndef REVERSE_SECOND_WALK
+#define REVERSE_SECOND_WALK 1
+#endif
+#define SECOND_ROW(r) (REVERSE_SECOND_WALK ? O - 1 - (r) : (r))
+
 /* ---- fused: one work-group per channel, two walks over its slice ---------
  * The first walk reduces the statistics (or the gradient sums), the second
  * normalizes (or forms dx) while the slice is still in cache, so DRAM sees x
@@ -659,7 +667,8 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
         if (rvar)
             rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
     }
-    for (uint o = 0; o < O; ++o) {
+    for (uint r = 0; r < O; ++r) {
+        uint o = SECOND_ROW(r);
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
         for (; i + 8 <= I; i += 8 * LX)
@@ -717,7 +726,8 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
             dbeta[dboff + c] = sdy;
     }
     real4 k = frozen ? (real4)(m, (real)0, g * inv, (real)0) : (real4)(m, inv * dg / M, g * inv, sdy / M);
-    for (uint o = 0; o < O; ++o) {
+    for (uint r = 0; r < O; ++r) {
+        uint o = SECOND_ROW(r);
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
         if (frozen) {
