@@ -233,6 +233,31 @@ static double same_size_gbs(size_t n, int backward)
     return gbs;
 }
 static const char *ab_var; /* --ab VAR: time each case without and with VAR=1 */
+static const char *only;   /* --only TEXT: cases whose "op dir layout shape" contains TEXT */
+
+static int selected(const char *op, const char *dir, const char *layout, const char *shape)
+{
+    char key[160];
+    snprintf(key, sizeof key, "%s %s %s %s", op, dir, layout, shape);
+    return !only || strstr(key, only) != NULL;
+}
+
+/* Interleaved A/B of one case in this process (ratios survive a noisy
+ * machine): ctx_a is the plain context, ctx_b the one made with --ab. */
+static void ab_compare(void (*fn)(void *), void *arg, const char *op, const char *dir, const char *layout,
+                       const char *shape)
+{
+    double a = 0, b = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        ctx = ctx_a;
+        a += time_median(fn, arg);
+        ctx = ctx_b;
+        b += time_median(fn, arg);
+    }
+    ctx = ctx_a;
+    printf("A/B %-10s %-10s %-6s %-22s  without %s %.3f ms, with %.3f ms, ratio %.2f\n", op, dir, layout,
+           shape, ab_var, a / 3 * 1e3, b / 3 * 1e3, b / a);
+}
 static FILE *chart;
 
 static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
@@ -290,6 +315,8 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
     const char *lay = mode == CLNORM_BN_PER_ACTIVATION ? "-" : layout == CLNORM_NCHW ? "NCHW" : "NHWC";
     for (int d = 0; d < ndirs; ++d) {
         r.dir = dirs[d];
+        if (!selected(op, dir_name[r.dir], lay, shape))
+            continue;
         /* backward needs saved statistics from a forward */
         if (r.dir == BWD) {
             r.dir = FWD_TRAIN;
@@ -298,19 +325,8 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
         }
         fprintf(stderr, "  %s %s %s %s\n", op, dir_name[r.dir], lay, shape);
         double sec   = time_median(run_bn, &r);
-        if (ab_var) {
-            /* interleaved A/B in one process: ratios survive a noisy machine */
-            double a = 0, b = 0;
-            for (int rep = 0; rep < 3; ++rep) {
-                ctx = ctx_a;
-                a += time_median(run_bn, &r);
-                ctx = ctx_b;
-                b += time_median(run_bn, &r);
-            }
-            ctx = ctx_a;
-            printf("A/B %-10s %-10s %-6s %-22s  without %s %.3f ms, with %.3f ms, ratio %.2f\n", op,
-                   dir_name[r.dir], lay, shape, ab_var, a / 3 * 1e3, b / 3 * 1e3, b / a);
-        }
+        if (ab_var)
+            ab_compare(run_bn, &r, op, dir_name[r.dir], lay, shape);
         double bytes = (r.dir == BWD || (r.dir == BWD_FROZEN)) ? 3.0 * n * 4 : 2.0 * n * 4;
         if (r.dir == BWD_FROZEN)
             bytes = 3.0 * n * 4; /* frozen with dgamma reads x too */
@@ -390,14 +406,18 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
         w += snprintf(shape + w, sizeof shape - (size_t)w, "%s%zu", i ? "x" : "", dims[i]);
     if (group)
         snprintf(shape + w, sizeof shape - (size_t)w, " G%zu", groups);
+    const char *op = group ? "groupnorm" : "layernorm", *lay = group ? "NCHW" : "-";
     for (int b = 0; b < 2; ++b) {
+        if (!selected(op, b ? "bwd" : "fwd", lay, shape))
+            continue;
         r.backward = 0;
         run_norm(&r); /* saved statistics for backward */
         r.backward = b;
         fprintf(stderr, "  %s %s %s\n", group ? "gn" : "ln", b ? "bwd" : "fwd", shape);
         double sec = time_median(run_norm, &r);
-        report(group ? "groupnorm" : "layernorm", b ? "bwd" : "fwd", group ? "NCHW" : "-", shape, sec,
-               (b ? 3.0 : 2.0) * n * 4, n, b);
+        if (ab_var)
+            ab_compare(run_norm, &r, op, b ? "bwd" : "fwd", lay, shape);
+        report(op, b ? "bwd" : "fwd", lay, shape, sec, (b ? 3.0 : 2.0) * n * 4, n, b);
     }
     cl_mem all[] = {x, y, dy, dx, v[0], v[1], v[2], v[3], sv[0], sv[1]};
     for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
@@ -480,6 +500,7 @@ static void usage(void)
 {
     printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
            "                    [--ab VAR[=VALUE]]  (A/B: each case on a context created without and with it)\n"
+           "                    [--only TEXT]  (only cases whose \"op dir layout shape\" contains TEXT)\n"
            "       clnorm_bench --cold-warm  (first-call latency, fresh process, cold and warm cache)\n"
            "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
            "  GB/s at minimal traffic (forward 2x the tensor, backward 3x) and the fraction\n"
@@ -509,6 +530,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--ab") && i + 1 < argc)
             ab_var = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else if (!strcmp(argv[i], "--chart") && i + 1 < argc)
             chart_path = argv[++i];
         else {

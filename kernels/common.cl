@@ -16,6 +16,7 @@ typedef double  store_t;
 #define LOAD16(p, i)    vload16(0, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
+#define STORE16(v, p, i) vstore16((v), 0, (p) + (i))
 #else
 typedef float  real;
 typedef float2 real2;
@@ -30,6 +31,7 @@ typedef half store_t;
 #define LOAD16(p, i)    vload_half16(0, (p) + (i))
 #define STORE1(v, p, i) vstore_half_rte((v), (i), (p))
 #define STORE8(v, p, i) vstore_half8_rte((v), 0, (p) + (i))
+#define STORE16(v, p, i) vstore_half16_rte((v), 0, (p) + (i))
 #elif defined(CLNORM_DTYPE_BF16)
 typedef ushort store_t;
 /* round to nearest even; NaN stays NaN (quiet bit forced) */
@@ -49,6 +51,12 @@ inline uint8 bf16_bits8(uint8 u)
 #define LOAD16(p, i)    as_float16(convert_uint16(vload16(0, (p) + (i))) << 16)
 #define STORE1(v, p, i) ((p)[i] = (ushort)bf16_bits(as_uint(v)))
 #define STORE8(v, p, i) vstore8(convert_ushort8(bf16_bits8(as_uint8(v))), 0, (p) + (i))
+#define STORE16(v, p, i)                       \
+    do {                                       \
+        real16 v16_ = (v);                     \
+        STORE8(v16_.lo, p, i);                 \
+        STORE8(v16_.hi, p, (i) + 8);           \
+    } while (0)
 #else
 typedef float store_t;
 #define LOAD1(p, i)     ((p)[i])
@@ -56,6 +64,7 @@ typedef float store_t;
 #define LOAD16(p, i)    vload16(0, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
+#define STORE16(v, p, i) vstore16((v), 0, (p) + (i))
 #endif
 #endif
 
@@ -119,10 +128,16 @@ inline real sum16(real16 v) { return sum8(v.lo + v.hi); }
 #if SPAN_VEC == 16
 typedef real16 realv;
 #define LOADV(p, i) LOAD16(p, i)
+#define VLOADV(q) vload16(0, q)
+#define VSTOREV(v, q) vstore16(v, 0, q)
+#define STOREV(v, p, i) STORE16(v, p, i)
 #define sumv sum16
 #else
 typedef real8 realv;
 #define LOADV(p, i) LOAD8(p, i)
+#define VLOADV(q) vload8(0, q)
+#define VSTOREV(v, q) vstore8(v, 0, q)
+#define STOREV(v, p, i) STORE8(v, p, i)
 #define sumv sum8
 #endif
 

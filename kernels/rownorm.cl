@@ -76,6 +76,31 @@ inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
 {
     real4 acc = (real4)0;
     ulong i   = i0 + first;
+    if (step == 8) {
+        /* a lone lane: plain vector sums over spans of SPAN, each span's
+         * totals folded into the compensated pair */
+        for (; i < i1; i += SPAN) {
+            ulong e = min(i1, i + SPAN), j = i;
+            realv s1 = (realv)0, s2 = (realv)0;
+            real  t1 = 0, t2 = 0;
+            for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
+                realv d = LOADV(dy, j);
+                if (gamma)
+                    d *= VLOADV(gamma + goff + j);
+                s1 += d;
+                s2 = fma(d, LOADV(x, j) - m, s2);
+            }
+            for (; j < e; ++j) {
+                real d = LOAD1(dy, j);
+                if (gamma)
+                    d *= gamma[goff + j];
+                t1 += d;
+                t2 = fma(d, LOAD1(x, j) - m, t2);
+            }
+            acc = sum2_add(acc, (real2)(sumv(s1) + t1, sumv(s2) + t2));
+        }
+        return acc;
+    }
     for (; i + 8 <= i1; i += step) {
         real8 d = LOAD8(dy, i);
         if (gamma)
@@ -321,18 +346,145 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
 
 /* ---- backward ------------------------------------------------------------- */
 
-/* After a row's sums: dx = a*g*dy - b - (x - m)*k over the lane's blocks. */
-inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
-                       __global const real *gamma, ulong goff, ulong L, uint first, uint step, real4 k)
+/* Layer/RMS norm dgamma and dbeta fused into the dx walk: each owner (a lane
+ * that owns whole rows, or a work-group sharing them) keeps per-column sums
+ * in its own 6 planes of L values of scratch, cache-resident next to the
+ * rows: plain sums of dy*xhat and dy over a block of COL_BLOCK rows (planes
+ * 0, 1), folded at the end of each block into compensated totals (planes 2-5:
+ * sum dy*xhat, its correction, sum dy, its correction). rn_col_planes then
+ * merges the owners in order. */
+#define COL_BLOCK 8
+#define COL_PLANES 6
+
+inline void col_add8(__global real *ca, ulong L, ulong i, real8 d, real8 xh, int start, int rms)
+{
+    __global real *pg = ca + i, *pb = ca + L + i;
+    if (start) {
+        vstore8(d * xh, 0, pg);
+        if (!rms)
+            vstore8(d, 0, pb);
+    } else {
+        vstore8(fma(d, xh, vload8(0, pg)), 0, pg);
+        if (!rms)
+            vstore8(vload8(0, pb) + d, 0, pb);
+    }
+}
+
+inline void col_add1(__global real *ca, ulong L, ulong i, real d, real xh, int start, int rms)
+{
+    ca[i] = start ? d * xh : fma(d, xh, ca[i]);
+    if (!rms)
+        ca[L + i] = start ? d : ca[L + i] + d;
+}
+
+/* Folds the block sums of the lane's columns into the totals (stores them
+ * when init: the owner's first block). */
+inline void col_fold(__global real *ca, ulong L, uint first, uint step, int init, int rms)
 {
     ulong i = first;
+    for (int pl = 0; pl < (rms ? 1 : 2); ++pl) {
+        __global real *pb = ca + pl * L, *ps = ca + (2 + 2 * pl) * L;
+        for (i = first; i + 8 <= L; i += step) {
+            real8 v = vload8(0, pb + i);
+            if (init) {
+                vstore8(v, 0, ps + i);
+                vstore8((real8)0, 0, ps + L + i);
+            } else {
+                real8 sv = vload8(0, ps + i), cv = vload8(0, ps + L + i);
+                nsum8(&sv, &cv, v);
+                vstore8(sv, 0, ps + i);
+                vstore8(cv, 0, ps + L + i);
+            }
+        }
+        for (; i < L; ++i) {
+            real v = pb[i];
+            if (init) {
+                ps[i]     = v;
+                ps[L + i] = (real)0;
+            } else {
+                real sv = ps[i], t = sv + v;
+                ps[L + i] += fabs(sv) >= fabs(v) ? (sv - t) + v : (v - t) + sv;
+                ps[i] = t;
+            }
+        }
+    }
+}
+
+/* Zeroes an owner's totals (an owner left without rows). */
+inline void col_zero(__global real *ca, ulong L, uint first, uint step)
+{
+    for (ulong i = 2 * L + first / 8; i < COL_PLANES * L; i += step / 8)
+        ca[i] = (real)0;
+}
+
+/* bwd_range for a lone lane over a whole row [0, L), with the row's
+ * contribution to its owner's column block sums (col_add8) taken in the same
+ * walk: dy*xhat with xhat = (x - m)*iv, and dy. */
+inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *dy,
+                            __global const real *gamma, ulong goff, ulong L, real m, real iv,
+                            __global real *ca, int start, int rms)
+{
+    real4 acc = (real4)0;
+    for (ulong i = 0; i < L; i += SPAN) {
+        ulong e = min(L, i + SPAN), j = i;
+        realv s1 = (realv)0, s2 = (realv)0;
+        real  t1 = 0, t2 = 0;
+        for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
+            realv dr = LOADV(dy, j), xm = LOADV(x, j) - m;
+            realv d  = gamma ? dr * VLOADV(gamma + goff + j) : dr;
+            s1 += d;
+            s2 = fma(d, xm, s2);
+            realv          xh = xm * iv;
+            __global real *pg = ca + j, *pb = ca + L + j;
+            if (start) {
+                VSTOREV(dr * xh, pg);
+                if (!rms)
+                    VSTOREV(dr, pb);
+            } else {
+                VSTOREV(fma(dr, xh, VLOADV(pg)), pg);
+                if (!rms)
+                    VSTOREV(VLOADV(pb) + dr, pb);
+            }
+        }
+        for (; j < e; ++j) {
+            real dr = LOAD1(dy, j), xm = LOAD1(x, j) - m;
+            real d  = gamma ? dr * gamma[goff + j] : dr;
+            t1 += d;
+            t2 = fma(d, xm, t2);
+            col_add1(ca, L, j, dr, xm * iv, start, rms);
+        }
+        acc = sum2_add(acc, (real2)(sumv(s1) + t1, sumv(s2) + t2));
+    }
+    return acc;
+}
+
+/* After a row's sums: dx = a*g*dy - b - (x - m)*k over the lane's blocks;
+ * with ca, the column sums of dy*xhat (xhat = (x - m)*inv) and dy as well. */
+inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
+                       __global const real *gamma, ulong goff, ulong L, uint first, uint step, real4 k,
+                       __global real *ca, int start, int rms)
+{
+    ulong i = first;
+    if (step == 8 && !ca) {
+        /* a lone lane: the span walks' vector width */
+        for (; i + SPAN_VEC <= L; i += SPAN_VEC) {
+            realv g = gamma ? VLOADV(gamma + goff + i) : (realv)1;
+            STOREV((k.z * g) * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y, dxr, i);
+        }
+    }
     for (; i + 8 <= L; i += step) {
         real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
-        STORE8((k.z * g) * LOAD8(dyr, i) - k.w - (LOAD8(xr, i) - k.x) * k.y, dxr, i);
+        real8 d = LOAD8(dyr, i), xv = LOAD8(xr, i);
+        STORE8((k.z * g) * d - k.w - (xv - k.x) * k.y, dxr, i);
+        if (ca)
+            col_add8(ca, L, i, d, (xv - k.x) * k.z, start, rms);
     }
     for (; i < L; ++i) {
         real g = gamma ? gamma[goff + i] : (real)1;
-        STORE1((k.z * g) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y, dxr, i);
+        real d = LOAD1(dyr, i), xv = LOAD1(xr, i);
+        STORE1((k.z * g) * d - k.w - (xv - k.x) * k.y, dxr, i);
+        if (ca)
+            col_add1(ca, L, i, d, (xv - k.x) * k.z, start, rms);
     }
 }
 
@@ -340,20 +492,29 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
     __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
         __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
         __global const real *mean, ulong moff, __global const real *inv, ulong ioff, ulong R,  \
-        ulong L, uint tpi, int rms
+        ulong L, uint tpi, int rms, __global real *cacc, ulong caoff
 
-/* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot. */
+/* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot; with
+ * cacc, the owner's column sums for dgamma/dbeta at cacc[caoff + owner*4L]. */
 __kernel void rn_bwd_items(BWD_ARGS)
 {
+    __global real *ca = cacc ? cacc + caoff + (ulong)get_global_id(0) * COL_PLANES * L : 0;
     for (uint t = 0; t < tpi; ++t) {
         ulong r = ITEM_TASK(t);
-        if (r >= R)
+        if (r >= R) {
+            if (ca && t == 0)
+                col_zero(ca, L, 0, 8);
             return;
+        }
         __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
         real  m   = rms ? (real)0 : mean[moff + r];
-        real4 acc = bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
-        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k);
+        real  iv  = inv[ioff + r];
+        real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m, iv, ca, t % COL_BLOCK == 0, rms)
+                       : bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
+        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, iv, (real)L, rms);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k, 0, 0, rms);
+        if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == tpi || ITEM_TASK(t + 1) >= R))
+            col_fold(ca, L, 0, 8, t < COL_BLOCK, rms);
     }
 }
 
@@ -361,15 +522,39 @@ __kernel void rn_bwd_groups(BWD_ARGS)
 {
     __local real4 sh[LX];
     uint first = get_local_id(0) * 8;
+    __global real *ca = cacc ? cacc + caoff + (ulong)get_group_id(0) * COL_PLANES * L : 0;
     GROUP_TASKS(R);
+    if (ca && nt == 0)
+        col_zero(ca, L, first, 8 * LX);
     for (ulong t = 0; t < nt; ++t) {
         ulong r = t0 + t;
         __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
         real  m   = rms ? (real)0 : mean[moff + r];
         real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k, ca, t % COL_BLOCK == 0,
+                   rms);
+        if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))
+            col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);
     }
+}
+
+/* Per column j: merges the K owners' planes (rn_bwd_* with cacc) in order
+ * into dgamma[j] and dbeta[j] (each optional). */
+__kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulong L,
+                            __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
+{
+    ulong j = get_global_id(0);
+    if (j >= L)
+        return;
+    __global const real *p = cacc + caoff + j;
+    real4 acc = (real4)0;
+    for (ulong k = 0; k < K; ++k, p += COL_PLANES * L)
+        acc = sum_merge(acc, (real4)(p[2 * L], p[4 * L], p[3 * L], p[5 * L]));
+    if (dgamma)
+        dgamma[dgoff + j] = acc.x + acc.z;
+    if (dbeta)
+        dbeta[dboff + j] = acc.y + acc.w;
 }
 
 /* Partial sums of row segments (as rn_stats_*): (sum g*dy, sum g*dy*(x - m))

@@ -21,7 +21,8 @@ enum {
     K_BWD_COMBINE,
     K_DX,
     K_COL_PART,
-    K_COL_COMBINE
+    K_COL_COMBINE,
+    K_COL_PLANES
 };
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
@@ -43,6 +44,10 @@ typedef struct rn_plan {
     size_t Rc, Kc;            /* group norm NHWC column walk */
     size_t Q;                 /* partials per statistics row */
     size_t RC, K;             /* layer/RMS norm dgamma/dbeta: K chunks of RC rows */
+    /* layer/RMS norm backward with dgamma/dbeta fused into the row walk
+     * (owners > 0): owners of 6 column planes each, tasks per lane or
+     * work-group and work-groups of that walk */
+    size_t owners, btpi, bgroups;
     size_t coef_n, part_n, col_n; /* scratch real4 counts */
     size_t part_off, col_off, fwd_bytes, bwd_bytes;
 } rn_plan;
@@ -105,8 +110,37 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
         p->coef_n = p->R;
         p->part_n = p->R * p->S;
     }
-    /* dgamma/dbeta: enough (column block, row chunk) work-items to fill the
-     * device; one chunk writes the outputs directly. */
+    /* dgamma/dbeta fused into the dx walk: each owner of rows keeps 6 planes
+     * of L column sums in scratch (rownorm.cl). Worth it while those planes
+     * cost well under the two tensor reads of a separate column pass:
+     * owners <= R/16. Fewer, longer owners than the plain walk, but
+     * enough to fill the device. */
+    const clnorm_tuning *t = &ctx->tune;
+    if (p->S == 1 && !t->no_fused) {
+        size_t want = t->cpu_style ? 2 * t->min_parallel : t->min_parallel / (8 * t->lx);
+        size_t need = t->cpu_style ? t->min_parallel : want / 2;
+        size_t cap  = p->R / 16;
+        if (want < 1)
+            want = 1;
+        if (cap >= need && cap >= 1) {
+            size_t owners = want < cap ? want : cap;
+            size_t per    = clnorm_div_up(p->R, owners); /* rows per owner */
+            p->btpi       = per;
+            if (p->lpr == 1) {
+                /* lanes own rows: a work-group of lx lanes covers lx*btpi */
+                p->bgroups = clnorm_div_up(p->R, p->btpi * t->lx);
+                p->owners  = p->bgroups * t->lx;
+            } else {
+                p->bgroups = clnorm_div_up(p->R, p->btpi);
+                p->owners  = p->bgroups;
+            }
+            p->col_n = clnorm_div_up(p->owners * p->L * 6, 4); /* 6 planes of L */
+            plan_scratch(p);
+            return;
+        }
+    }
+    /* dgamma/dbeta in their own pass: enough (column block, row chunk)
+     * work-items to fill the device; one chunk writes the outputs directly. */
     size_t ncb = clnorm_div_up(p->L, col_width(ctx));
     p->K       = clnorm_div_up(ctx->tune.min_parallel, ncb);
     if (p->K > p->R)
@@ -189,7 +223,7 @@ static clnorm_status check_norm_desc(clnorm_context *ctx, const char *fn, const 
     if (!d)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: desc is NULL", fn);
     CHECK(clnorm_check_dtype(ctx, d->dtype));
-    size_t total;
+    size_t total = 0;
     CHECK(check_dims(ctx, fn, d->ndim, 1, d->dims, &total));
     long n = (long)d->ndim;
     if (d->axis < -n || d->axis >= n)
@@ -221,7 +255,7 @@ static clnorm_status check_gn_desc(clnorm_context *ctx, const char *fn, const cl
         return clnorm_fail(ctx, CLNORM_ERROR_INVALID_LAYOUT,
                            "%s: desc->layout %d is not a clnorm_layout", fn, (int)d->layout);
     CHECK(clnorm_check_dtype(ctx, d->dtype));
-    size_t total;
+    size_t total = 0;
     CHECK(check_dims(ctx, fn, d->ndim, 2, d->dims, &total));
     int    nhwc = d->layout == CLNORM_NHWC;
     size_t N = d->dims[0], C = nhwc ? d->dims[d->ndim - 1] : d->dims[1];
@@ -353,10 +387,15 @@ static clnorm_status get_scratch(clnorm_context *ctx, const clnorm_norm_args *a,
 }
 
 /* Runs a row kernel over the plan's work-groups. */
+static clnorm_status run_groups(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, size_t groups)
+{
+    size_t lx = ctx->tune.lx, g[1] = {groups * lx}, l[1] = {lx};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
 static clnorm_status run_rows(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p)
 {
-    size_t lx = ctx->tune.lx, g[1] = {p->groups * lx}, l[1] = {lx};
-    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    return run_groups(ctx, seq, k, p->groups);
 }
 
 /* Runs a kernel with one work-item per index in [0, n). */
@@ -493,8 +532,9 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     int           grads = a->dgamma.mem || dbeta;
 
     if (p->op != OP_GN) {
-        /* dgamma/dbeta first: they read x and dy, which dx may overwrite */
-        if (grads) {
+        int fused = grads && p->owners > 0;
+        if (grads && !fused) {
+            /* dgamma/dbeta first: they read x and dy, which dx may overwrite */
             cl_ulong RC = p->RC, K = p->K;
             CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_PART, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),  KARG(a->dy.mem), KARG(dyoff),
@@ -515,13 +555,25 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             }
         }
         if (p->S == 1) {
+            cl_mem   cacc = fused ? ws : nomem;
+            cl_ulong caoff = fused ? tofs * 4 : 0;
+            cl_uint  btpi  = fused ? (cl_uint)p->btpi : tpi;
             CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD + shared, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                                  KARG(R),        KARG(L),    KARG(tpi),           KARG(rms)};
-            CHECK(clnorm_set_args(ctx, k, args, 16));
-            return run_rows(ctx, seq, k, p);
+                                  KARG(R),        KARG(L),    KARG(btpi),          KARG(rms),
+                                  KARG(cacc),     KARG(caoff)};
+            CHECK(clnorm_set_args(ctx, k, args, 18));
+            CHECK(run_groups(ctx, seq, k, fused ? p->bgroups : p->groups));
+            if (!fused)
+                return CLNORM_SUCCESS;
+            cl_ulong K = p->owners;
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_PLANES, &k));
+            clnorm_karg cargs[] = {KARG(ws),    KARG(caoff), KARG(K),     KARG(L),
+                                   KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
+            CHECK(clnorm_set_args(ctx, k, cargs, 8));
+            return run_1d(ctx, seq, k, p->L);
         }
     }
 

@@ -1188,6 +1188,8 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
 {
     static const fam_case cases[] = {
         ROWS("ln 37x300", LN, 37, 300, DATA_NORMAL, AFF_BOTH),
+        ROWS("ln 600x300", LN, 600, 300, DATA_NORMAL, AFF_BOTH), /* dgamma fused into dx */
+        GNC("gn 2x12x9x9 G=3", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 12, 9, 9),
         ROWS("ln 2x100003", LN, 2, 100003, DATA_MEAN_1E4, AFF_BOTH),
         GNC("gn 2x9x9x12 G=3", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 9, 9, 12),
     };
