@@ -143,18 +143,33 @@ typedef real8 realv;
 
 inline real4 stat_span(__global const store_t *p, ulong n)
 {
-    realv s = (realv)0;
+    /* independent accumulators: the vector adds' latency, not their
+     * throughput, would otherwise bound the walk */
+    realv s0 = (realv)0, s1 = (realv)0, s2 = (realv)0, s3 = (realv)0;
     real  t = 0;
     ulong i = 0;
+    for (; i + 4 * SPAN_VEC <= n; i += 4 * SPAN_VEC) {
+        s0 += LOADV(p, i);
+        s1 += LOADV(p, i + SPAN_VEC);
+        s2 += LOADV(p, i + 2 * SPAN_VEC);
+        s3 += LOADV(p, i + 3 * SPAN_VEC);
+    }
     for (; i + SPAN_VEC <= n; i += SPAN_VEC)
-        s += LOADV(p, i);
+        s0 += LOADV(p, i);
     for (ulong j = i; j < n; ++j)
         t += LOAD1(p, j);
     real  rn = (real)n, ri = (real)1 / rn;
-    real  m  = (sumv(s) + t) * ri; /* only a shift: its rounding is corrected below */
-    realv d1 = (realv)0, d2 = (realv)0;
+    real  m  = (sumv((s0 + s1) + (s2 + s3)) + t) * ri; /* only a shift: corrected below */
+    realv d1 = (realv)0, d2 = (realv)0, e1 = (realv)0, e2 = (realv)0;
     real  t1 = 0, t2 = 0;
-    for (i = 0; i + SPAN_VEC <= n; i += SPAN_VEC) {
+    for (i = 0; i + 2 * SPAN_VEC <= n; i += 2 * SPAN_VEC) {
+        realv d = LOADV(p, i) - m, e = LOADV(p, i + SPAN_VEC) - m;
+        d1 += d;
+        d2 = fma(d, d, d2);
+        e1 += e;
+        e2 = fma(e, e, e2);
+    }
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
         realv d = LOADV(p, i) - m;
         d1 += d;
         d2 = fma(d, d, d2);
@@ -164,8 +179,8 @@ inline real4 stat_span(__global const store_t *p, ulong n)
         t1 += d;
         t2 = fma(d, d, t2);
     }
-    real ds = sumv(d1) + t1;
-    real q  = sumv(d2) + t2 - ds * ds * ri;
+    real ds = sumv(d1 + e1) + t1;
+    real q  = sumv(d2 + e2) + t2 - ds * ds * ri;
     return (real4)(rn, m, ds * ri, fmax(q, (real)0));
 }
 

@@ -176,6 +176,12 @@ inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __globa
             inv[ioff + r] = k.z;
     }
     ulong i = first;
+    if (step == 8) /* a lone lane: the span walks' vector width */
+        for (; i + SPAN_VEC <= L; i += SPAN_VEC) {
+            realv g = gamma ? VLOADV(gamma + goff + i) : (realv)1;
+            realv b = beta ? VLOADV(beta + boff + i) : (realv)0;
+            STOREV(((LOADV(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
+        }
     for (; i + 8 <= L; i += step) {
         real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
         real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
@@ -341,6 +347,71 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
         real  g = gamma ? gamma[goff + j] : (real)1;
         real  b = beta ? beta[boff + j] : (real)0;
         STORE1(((LOAD1(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
+    }
+}
+
+/* Group norm, channels first, fused: a group of sample n is one contiguous
+ * row of cpg*Sp values (cpg channel segments of Sp), row r = n*G + g. Its
+ * statistics as rn_fwd_*, then y per channel segment with that channel's
+ * gamma and beta, cache-hot. Writes mean and invstd per (n, g) when present. */
+#define GN_FWD_ARGS                                                                            \
+    __global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,                    \
+        __global const real *gamma, ulong goff, __global const real *beta, ulong boff,         \
+        __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong G,     \
+        ulong cpg, ulong Sp, uint tpi, real eps
+
+inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
+                          ulong goff, __global const real *beta, ulong boff, __global real *mean,
+                          ulong moff, __global real *inv, ulong ioff, ulong r, ulong G, ulong cpg,
+                          ulong Sp, uint first, uint step, real eps, real4 acc)
+{
+    real4 k = row_coef(acc, (real)(cpg * Sp), eps, 0);
+    if (first == 0) {
+        if (mean)
+            mean[moff + r] = k.x + k.y;
+        if (inv)
+            inv[ioff + r] = k.z;
+    }
+    ulong gb = (r % G) * cpg;
+    for (ulong c = 0; c < cpg; ++c) {
+        real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
+        real  b = beta ? beta[boff + gb + c] : (real)0;
+        ulong i = c * Sp + first, i1 = c * Sp + Sp;
+        if (step == 8)
+            for (; i + SPAN_VEC <= i1; i += SPAN_VEC)
+                STOREV(((LOADV(xr, i) - k.x) - k.y) * a + b, yr, i);
+        for (; i + 8 <= i1; i += step)
+            STORE8(((LOAD8(xr, i) - k.x) - k.y) * a + b, yr, i);
+        for (; i < i1; ++i)
+            STORE1(((LOAD1(xr, i) - k.x) - k.y) * a + b, yr, i);
+    }
+}
+
+__kernel void gn_fwd_items(GN_FWD_ARGS)
+{
+    ulong L = cpg * Sp;
+    for (uint t = 0; t < tpi; ++t) {
+        ulong r = ITEM_TASK(t);
+        if (r >= R)
+            return;
+        __global const store_t *xr = x + xoff + r * L;
+        gn_fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, G, cpg,
+                      Sp, 0, 8, eps, range_stats(xr, 0, L, 0, 8, 0));
+    }
+}
+
+__kernel void gn_fwd_groups(GN_FWD_ARGS)
+{
+    __local real4 sh[LX];
+    uint  first = get_local_id(0) * 8;
+    ulong L     = cpg * Sp;
+    GROUP_TASKS(R);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t;
+        __global const store_t *xr  = x + xoff + r * L;
+        real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, 0), 0);
+        gn_fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, G, cpg,
+                      Sp, first, 8 * LX, eps, acc);
     }
 }
 
@@ -555,6 +626,74 @@ __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulo
         dgamma[dgoff + j] = acc.x + acc.z;
     if (dbeta)
         dbeta[dboff + j] = acc.y + acc.w;
+}
+
+/* Group norm, channels first, fused (rows as gn_fwd_*): per channel
+ * segment the compensated (sum dy, sum dy*(x - m)), weighted by its gamma
+ * into the group's sums and, with tab, written as the (n, c) terms of
+ * dgamma/dbeta (as rn_bwd_combine); then dx per segment, cache-hot. */
+#define GN_BWD_ARGS                                                                            \
+    __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
+        __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
+        __global const real *mean, ulong moff, __global const real *inv, ulong ioff, ulong R,  \
+        ulong G, ulong cpg, ulong Sp, uint tpi, __global real4 *tab, ulong tofs
+
+inline void gn_bwd_row(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
+                       __global const real *gamma, ulong goff, real m, real iv, ulong r, ulong G,
+                       ulong cpg, ulong Sp, uint first, uint step, __global real4 *tab, ulong tofs,
+                       __local real4 *sh, int shared)
+{
+    ulong gb  = (r % G) * cpg;
+    real4 tot = (real4)0;
+    for (ulong c = 0; c < cpg; ++c) {
+        real4 a = bwd_range(xr, dyr, 0, 0, c * Sp, c * Sp + Sp, first, step, m);
+        if (shared)
+            a = lanes_merge(sh, a, 1);
+        real sx = a.x + a.z, sy = a.y + a.w;
+        real w  = gamma ? gamma[goff + gb + c] : (real)1;
+        tot     = sum2_add(tot, (real2)(w * sx, w * sy));
+        if (tab && first == 0)
+            tab[tofs + r * cpg + c] = (real4)(iv * sy, sx, (real)0, (real)0);
+    }
+    real4 k = bwd_coef(tot.x + tot.z, tot.y + tot.w, m, iv, (real)(cpg * Sp), 0);
+    for (ulong c = 0; c < cpg; ++c) {
+        real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
+        ulong i = c * Sp + first, i1 = c * Sp + Sp;
+        if (step == 8)
+            for (; i + SPAN_VEC <= i1; i += SPAN_VEC)
+                STOREV(a * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y, dxr, i);
+        for (; i + 8 <= i1; i += step)
+            STORE8(a * LOAD8(dyr, i) - k.w - (LOAD8(xr, i) - k.x) * k.y, dxr, i);
+        for (; i < i1; ++i)
+            STORE1(a * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y, dxr, i);
+    }
+}
+
+__kernel void gn_bwd_items(GN_BWD_ARGS)
+{
+    __local real4 sh[1]; /* unused: lanes own rows */
+    ulong L = cpg * Sp;
+    for (uint t = 0; t < tpi; ++t) {
+        ulong r = ITEM_TASK(t);
+        if (r >= R)
+            return;
+        ulong e = r * L;
+        gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
+                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, sh, 0);
+    }
+}
+
+__kernel void gn_bwd_groups(GN_BWD_ARGS)
+{
+    __local real4 sh[LX];
+    uint  first = get_local_id(0) * 8;
+    ulong L     = cpg * Sp;
+    GROUP_TASKS(R);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t, e = r * L;
+        gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
+                   inv[ioff + r], r, G, cpg, Sp, first, 8 * LX, tab, tofs, sh, 1);
+    }
 }
 
 /* Partial sums of row segments (as rn_stats_*): (sum g*dy, sum g*dy*(x - m))

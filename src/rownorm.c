@@ -22,7 +22,9 @@ enum {
     K_DX,
     K_COL_PART,
     K_COL_COMBINE,
-    K_COL_PLANES
+    K_COL_PLANES,
+    K_GN_FWD,
+    K_GN_BWD = K_GN_FWD + 2
 };
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
@@ -37,6 +39,7 @@ typedef struct rn_plan {
     size_t R, L;              /* the row view the row kernels walk */
     size_t N, C, Sp, G, cpg;  /* group norm */
     int    nhwc;
+    int    gn_fused;          /* group norm NCHW: one row of cpg*Sp per (n, g) */
     size_t nstat, nper;       /* statistics rows and values per statistic */
     /* row walk: S segments of Lseg per row (S == 1: fused), lanes per task
      * (1, or LX sharing it), tasks per lane or work-group, work-groups */
@@ -165,6 +168,18 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p)
         p->Kc = clnorm_div_up(p->Sp, rc);
         p->Q  = p->cpg * p->Kc;
     } else {
+        /* a group of a sample is contiguous: cpg*Sp values. While the groups
+         * alone fill the device, one walk per group (twice, cache-hot);
+         * otherwise (n, c) rows of Sp, split further when long. */
+        p->R = p->N * p->G;
+        p->L = p->cpg * p->Sp;
+        plan_rows(ctx, p->R, p->L, p);
+        if (p->S == 1 && !t->no_fused) {
+            p->gn_fused = 1;
+            p->col_n    = p->N * p->C; /* the (n, c) table for dgamma/dbeta */
+            plan_scratch(p);
+            return;
+        }
         p->R = p->N * p->C;
         p->L = p->Sp;
         plan_rows(ctx, p->R, p->L, p);
@@ -457,6 +472,16 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_mem        mean  = rms ? nomem : a->mean.mem;
     cl_mem        beta  = rms ? nomem : a->beta.mem;
 
+    if (p->gn_fused) {
+        cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_FWD + shared, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
+                              KARG(a->gamma.mem), KARG(goff), KARG(a->beta.mem), KARG(boff),
+                              KARG(a->mean.mem), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
+                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi), KREAL(p, reps)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
+        return run_rows(ctx, seq, k, p);
+    }
     if (p->op != OP_GN && p->S == 1) {
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_FWD + shared, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
@@ -577,6 +602,19 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         }
     }
 
+    if (p->gn_fused) {
+        cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
+        cl_mem   tab = grads ? ws : nomem;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_BWD + shared, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
+                              KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
+                              KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
+                              KARG(R),        KARG(G),    KARG(cpg),           KARG(Sp),
+                              KARG(tpi),      KARG(tab),  KARG(tofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 19));
+        CHECK(run_rows(ctx, seq, k, p));
+        goto col_combine;
+    }
     /* partial sums */
     if (p->op == OP_GN && p->nhwc) {
         cl_ulong C = p->C, Sp = p->Sp, cpg = p->cpg, Rc = p->Rc, Kc = p->Kc;
@@ -624,7 +662,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         CHECK(clnorm_set_args(ctx, k, args, 15));
         CHECK(run_1d(ctx, seq, k, clnorm_div_up(p->total, 8)));
     }
-    if (gn && grads) {
+col_combine:
+    if (p->op == OP_GN && grads) {
         cl_ulong K = p->N, W = p->C;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_COMBINE, &k));
         clnorm_karg args[] = {KARG(ws), KARG(tofs), KARG(K), KARG(W), KARG(a->dgamma.mem),
