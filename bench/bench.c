@@ -53,7 +53,16 @@ static const char *ref_src =
     "  ulong i = get_global_id(0); if (i < n8) y[i] = a[i] + b[i];\n"
     "}\n"
     "__kernel void empty(void) {}\n";
-static cl_kernel k_copy, k_add, k_empty, k_copy_stride, k_copy_chunk;
+/* A copy with non-temporal (cache-bypassing) stores, where the device's
+ * compiler offers them (clang-based ones such as PoCL's): no read for
+ * ownership of the destination, so often faster than a plain copy. */
+static const char *nt_src =
+    "__kernel void copy_nt(__global const float8 *x, __global float8 *y, ulong n8) {\n"
+    "  ulong per = (n8 + get_global_size(0) - 1) / get_global_size(0);\n"
+    "  ulong i = get_global_id(0) * per, e = min(n8, i + per);\n"
+    "  for (; i < e; ++i) __builtin_nontemporal_store(x[i], y + i);\n"
+    "}\n";
+static cl_kernel k_copy, k_add, k_empty, k_copy_stride, k_copy_chunk, k_copy_nt;
 static size_t clnorm_round_up_sz(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 static cl_mem alloc_buf(size_t bytes, float value)
@@ -138,6 +147,11 @@ static void measure_reference(size_t bytes)
     k_add         = clCreateKernel(p, "add8", &err);
     k_empty       = clCreateKernel(p, "empty", &err);
     clReleaseProgram(p);
+    p = clCreateProgramWithSource(cl, 1, &nt_src, NULL, &err);
+    if (err == CL_SUCCESS && clBuildProgram(p, 1, &dev, "", NULL, NULL) == CL_SUCCESS)
+        k_copy_nt = clCreateKernel(p, "copy_nt", &err);
+    if (p)
+        clReleaseProgram(p);
     cl_mem   a = alloc_buf(bytes, 1), b = alloc_buf(bytes, 2), y = alloc_buf(bytes, 0);
     cl_ulong n8 = bytes / 32;
     clnorm_device_info info;
@@ -146,18 +160,23 @@ static void measure_reference(size_t bytes)
     set3(k_copy, a, y, n8);
     set3(k_copy_stride, a, y, n8);
     set3(k_copy_chunk, a, y, n8);
+    if (k_copy_nt)
+        set3(k_copy_nt, a, y, n8);
     clSetKernelArg(k_add, 0, sizeof a, &a);
     clSetKernelArg(k_add, 1, sizeof b, &b);
     clSetKernelArg(k_add, 2, sizeof y, &y);
     clSetKernelArg(k_add, 3, sizeof n8, &n8);
     kcall tries[] = {{k_copy, (size_t)n8, 64},        {k_copy, (size_t)n8, 256},
                      {k_copy_stride, cu * 256, 64},    {k_copy_stride, cu * 2048, 256},
-                     {k_copy_chunk, cu * 4, 1},        {k_copy_chunk, cu * 64, 1}};
+                     {k_copy_chunk, cu * 4, 1},        {k_copy_chunk, cu * 64, 1},
+                     {k_copy_nt, cu * 4, 1},           {k_copy_nt, cu * 64, 1}};
     copy_gbs = 0;
     for (size_t i = 0; i < sizeof tries / sizeof *tries; ++i) {
-        if (tries[i].local > info.max_work_group_size)
+        if (!tries[i].k || tries[i].local > info.max_work_group_size)
             continue;
         double gbs = 2.0 * bytes / time_median(run_kernel, &tries[i]) / 1e9;
+        fprintf(stderr, "  copy variant %zu (global %zu, local %zu): %.2f GB/s\n", i, tries[i].global,
+                tries[i].local, gbs);
         if (gbs > copy_gbs) {
             copy_gbs  = gbs;
             best_copy = tries[i];
@@ -500,6 +519,7 @@ static void usage(void)
 {
     printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
            "                    [--ab VAR[=VALUE]]  (A/B: each case on a context created without and with it)\n"
+           "                    [--ln ROWSxCOLS]  (one more layer norm shape)\n"
            "                    [--only TEXT]  (only cases whose \"op dir layout shape\" contains TEXT)\n"
            "       clnorm_bench --cold-warm  (first-call latency, fresh process, cold and warm cache)\n"
            "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
@@ -510,7 +530,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int         quick = 0;
-    size_t      N = 32;
+    size_t      N = 32, ln_extra[2] = {0, 0};
     const char *chart_path = NULL;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--quick"))
@@ -530,7 +550,13 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--ab") && i + 1 < argc)
             ab_var = argv[++i];
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--ln") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%zux%zu", &ln_extra[0], &ln_extra[1]) != 2 || !ln_extra[0] ||
+                !ln_extra[1]) {
+                usage();
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
         else if (!strcmp(argv[i], "--chart") && i + 1 < argc)
             chart_path = argv[++i];
@@ -606,6 +632,8 @@ int main(int argc, char **argv)
     static const size_t ln[][2] = {{8192, 768}, {2048, 4096}, {32768, 128}, {16384, 1024}};
     for (size_t i = 0; i < (quick ? 2 : 4); ++i)
         bench_norm(0, ln[i], 2, 0);
+    if (ln_extra[0])
+        bench_norm(0, ln_extra, 2, 0);
     size_t gn[4] = {quick ? 8 : 32, 256, 56, 56};
     bench_norm(1, gn, 4, 32);
     bench_latency();

@@ -200,6 +200,8 @@ __kernel void bn_coef_running(uint C, real eps, __global const real *rmean, ulon
 
 
 inline real8 bn_apply8(real8 v, real4 k) { return ((v - k.x) - k.y) * k.z + k.w; }
+inline realv bn_applyv(realv v, real4 k) { return ((v - k.x) - k.y) * k.z + k.w; }
+inline real  bn_apply1(real v, real4 k) { return ((v - k.x) - k.y) * k.z + k.w; }
 
 /* I > 1: work-item (t, r) handles 8 elements of row r = o*C + c. */
 __kernel void bn_apply_rows(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
@@ -347,6 +349,8 @@ __kernel void bn_bwd_combine(__global const real4 *part, ulong poff, uint K, uin
 }
 
 inline real8 bn_dx8(real8 d, real8 v, real4 k) { return k.z * ((d - k.w) - (v - k.x) * k.y); }
+inline realv bn_dxv(realv d, realv v, real4 k) { return k.z * ((d - k.w) - (v - k.x) * k.y); }
+inline real  bn_dx1(real d, real v, real4 k) { return k.z * ((d - k.w) - (v - k.x) * k.y); }
 
 /* dx for I > 1; use_x == 0 (frozen) never reads x. */
 __kernel void bn_dx_rows(__global const store_t *x, ulong xoff, __global const store_t *dy,
@@ -544,8 +548,10 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
 #endif
 
 /* I == 1: work-item t applies all channels to rows [t*STREAM_ROWS, ...). */
+/* With stream (large outputs), rows of whole 8-blocks at 32-byte aligned
+ * addresses are written with streaming stores. */
 __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                               uint C, uint O, __global const real *coef, ulong cofs)
+                               uint C, uint O, __global const real *coef, ulong cofs, int stream)
 {
     uint o = get_global_id(0) * STREAM_ROWS;
     if (o >= O)
@@ -554,30 +560,37 @@ __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global s
     uint o1 = min(O, o + STREAM_ROWS);
     x += xoff;
     y += yoff;
+    int nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(y + (ulong)o * C) & 31) == 0;
     for (; o < o1; ++o) {
         ulong base = (ulong)o * C;
         uint  c = 0;
         for (; c + 8 <= C; c += 8) {
             real8 hi, lo, sc, sh;
             coef8(coef, C, c, &hi, &lo, &sc, &sh);
-            STORE8(((LOAD8(x, base + c) - hi) - lo) * sc + sh, y, base + c);
+            real8 v = ((LOAD8(x, base + c) - hi) - lo) * sc + sh;
+            if (nt)
+                STORE8_NT(v, y, base + c);
+            else
+                STORE8(v, y, base + c);
         }
         for (; c < C; ++c) {
             real4 k = COEF_LOAD(coef, C, c);
             STORE1(((LOAD1(x, base + c) - k.x) - k.y) * k.z + k.w, y, base + c);
         }
     }
+    NT_FENCE(nt);
 }
 
 __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
                             ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
-                            int use_x, __global const real *coef, ulong cofs)
+                            int use_x, __global const real *coef, ulong cofs, int stream)
 {
     uint o = get_global_id(0) * STREAM_ROWS;
     if (o >= O)
         return;
     coef += cofs;
     uint o1 = min(O, o + STREAM_ROWS);
+    int  nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(dx + dxoff + (ulong)o * C) & 31) == 0;
     for (; o < o1; ++o) {
         ulong base = (ulong)o * C;
         uint  c = 0;
@@ -586,7 +599,10 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
             coef8(coef, C, c, &m, &kk, &a, &b);
             real8 d = LOAD8(dy, dyoff + base + c);
             real8 v = use_x ? LOAD8(x, xoff + base + c) : m;
-            STORE8(a * ((d - b) - (v - m) * kk), dx, dxoff + base + c);
+            if (nt)
+                STORE8_NT(a * ((d - b) - (v - m) * kk), dx, dxoff + base + c);
+            else
+                STORE8(a * ((d - b) - (v - m) * kk), dx, dxoff + base + c);
         }
         for (; c < C; ++c) {
             real4 k = COEF_LOAD(coef, C, c);
@@ -595,6 +611,7 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
             STORE1(k.z * ((d - k.w) - (v - k.x) * k.y), dx, dxoff + base + c);
         }
     }
+    NT_FENCE(nt);
 }
 
 /* The second walk visits the rows in reverse: the rows the first walk read
@@ -642,7 +659,7 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
                            __global real *smean, ulong smoff,
                            __global real *sinv, ulong sioff,
                            __global real *rmean, ulong rmoff,
-                           __global real *rvar, ulong rvoff)
+                           __global real *rvar, ulong rvoff, int stream)
 {
     uint lane = get_local_id(0), c = get_global_id(1);
     if (c >= C)
@@ -671,11 +688,15 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
         uint o = SECOND_ROW(r);
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
+#if LX == 1
+        WALKV(i, I, y + base, stream, bn_applyv(LOADV(x, base + i), k), bn_apply1(LOAD1(x, base + i), k));
+#endif
         for (; i + 8 <= I; i += 8 * LX)
             STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);
         for (; i < I; ++i)
             STORE1(((LOAD1(x, base + i) - k.x) - k.y) * k.z + k.w, y, base + i);
     }
+    NT_FENCE(stream);
 }
 
 __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const store_t *dy,
@@ -685,7 +706,7 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
                            __global const real *inv_src, ulong ioff,
                            __global const real *gamma, ulong goff,
                            __global real *dgamma, ulong dgoff,
-                           __global real *dbeta, ulong dboff)
+                           __global real *dbeta, ulong dboff, int stream)
 {
     uint lane = get_local_id(0), c = get_global_id(1);
     if (c >= C)
@@ -732,12 +753,19 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
         uint  i    = lane * 8;
         if (frozen) {
             /* frozen dx is gamma*invstd*dy and never looks at x */
+#if LX == 1
+            WALKV(i, I, dx + base, stream, k.z * LOADV(dy, base + i), k.z * LOAD1(dy, base + i));
+#endif
             for (; i + 8 <= I; i += 8 * LX)
                 STORE8(k.z * LOAD8(dy, base + i), dx, base + i);
             for (; i < I; ++i)
                 STORE1(k.z * LOAD1(dy, base + i), dx, base + i);
             continue;
         }
+#if LX == 1
+        WALKV(i, I, dx + base, stream, bn_dxv(LOADV(dy, base + i), LOADV(x, base + i), k),
+              bn_dx1(LOAD1(dy, base + i), LOAD1(x, base + i), k));
+#endif
         for (; i + 8 <= I; i += 8 * LX)
             STORE8(bn_dx8(LOAD8(dy, base + i), LOAD8(x, base + i), k), dx, base + i);
         for (; i < I; ++i) {
@@ -745,6 +773,7 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
             STORE1(k.z * ((d - k.w) - (v - k.x) * k.y), dx, base + i);
         }
     }
+    NT_FENCE(stream);
 }
 
 /* Inference (and frozen dx, with x = dy, no mean and no beta) as one kernel:
@@ -754,7 +783,7 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
                              __global const real *rmean, ulong rmoff,
                              __global const real *rvar, ulong rvoff,
                              __global const real *gamma, ulong goff,
-                             __global const real *beta, ulong boff)
+                             __global const real *beta, ulong boff, int stream)
 {
     uint lane = get_local_id(0), c = get_global_id(1);
     if (c >= C)
@@ -768,9 +797,13 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
     for (uint o = 0; o < O; ++o) {
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
+#if LX == 1
+        WALKV(i, I, y + base, stream, bn_applyv(LOADV(x, base + i), k), bn_apply1(LOAD1(x, base + i), k));
+#endif
         for (; i + 8 <= I; i += 8 * LX)
             STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);
         for (; i < I; ++i)
             STORE1(((LOAD1(x, base + i) - k.x) - k.y) * k.z + k.w, y, base + i);
     }
+    NT_FENCE(stream);
 }

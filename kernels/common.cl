@@ -68,6 +68,16 @@ typedef float store_t;
 #endif
 #endif
 
+/* Streaming stores (CLNORM_NT builds: clang-based CPU compilers, fp32
+ * storage): writes that bypass the cache and skip the read for ownership of
+ * the destination line. */
+#if defined(CLNORM_NT) && !defined(CLNORM_DTYPE_F16) && !defined(CLNORM_DTYPE_BF16) && \
+    !defined(CLNORM_DTYPE_F64)
+#define HAVE_NT 1
+#else
+#define HAVE_NT 0
+#endif
+
 /* A statistics partial is real4 (count, mean_hi, mean_lo, M2): the mean is
  * the unevaluated sum mean_hi + mean_lo, so that x - mean keeps its digits
  * when |mean| is many standard deviations. */
@@ -139,6 +149,39 @@ typedef real8 realv;
 #define VSTOREV(v, q) vstore8(v, 0, q)
 #define STOREV(v, p, i) STORE8(v, p, i)
 #define sumv sum8
+#endif
+
+/* A lone lane's elementwise walk over out[i, i1): out[i..] = VEXPR (SPAN_VEC
+ * values of an expression of i) while at least SPAN_VEC remain; i is left
+ * where the caller's narrower loops take over. With nt (large outputs) the
+ * vectors go out as streaming stores, after plain stores (SEXPR, one value
+ * of i) up to a vector-aligned address. A macro, so the expressions inline.
+ * A kernel that may have used streaming stores ends with NT_FENCE(nt). */
+#if HAVE_NT
+#define WALKV(i, i1, out, nt, VEXPR, SEXPR)                                                    \
+    if (nt) {                                                                              \
+        ulong h_ = ((ulong)sizeof(realv) - ((ulong)((out) + (i)) & (sizeof(realv) - 1))) &   \
+                   (sizeof(realv) - 1);                                                    \
+        for (h_ = min((ulong)(i1), (ulong)(i) + h_ / sizeof(store_t)); (i) < h_; ++(i))      \
+            STORE1(SEXPR, out, i);                                                         \
+        for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC)                                    \
+            __builtin_nontemporal_store(VEXPR, (__global realv *)((out) + (i)));             \
+    } else                                                                                 \
+        for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC)                                    \
+            STOREV(VEXPR, out, i)
+/* One streaming store of 8 values at a 32-byte aligned address. */
+#define STORE8_NT(v, p, i) __builtin_nontemporal_store((v), (__global real8 *)((p) + (i)))
+#define NT_FENCE(nt)                       \
+    do {                                   \
+        if (nt)                            \
+            mem_fence(CLK_GLOBAL_MEM_FENCE); \
+    } while (0)
+#else
+#define WALKV(i, i1, out, nt, VEXPR, SEXPR)             \
+    for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC) \
+        STOREV(VEXPR, out, i)
+#define STORE8_NT(v, p, i) STORE8(v, p, i)
+#define NT_FENCE(nt) ((void)(nt))
 #endif
 
 inline real4 stat_span(__global const store_t *p, ulong n)

@@ -166,7 +166,7 @@ inline real4 bwd_coef(real sg, real sy, real m, real inv, real n, int rms)
 inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
                        ulong goff, __global const real *beta, ulong boff, __global real *mean,
                        ulong moff, __global real *inv, ulong ioff, ulong r, ulong L, uint first,
-                       uint step, int rms, real eps, real4 acc)
+                       uint step, int rms, real eps, real4 acc, int stream)
 {
     real4 k = row_coef(acc, (real)L, eps, rms);
     if (first == 0) {
@@ -176,12 +176,13 @@ inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __globa
             inv[ioff + r] = k.z;
     }
     ulong i = first;
-    if (step == 8) /* a lone lane: the span walks' vector width */
-        for (; i + SPAN_VEC <= L; i += SPAN_VEC) {
-            realv g = gamma ? VLOADV(gamma + goff + i) : (realv)1;
-            realv b = beta ? VLOADV(beta + boff + i) : (realv)0;
-            STOREV(((LOADV(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
-        }
+    if (step == 8) { /* a lone lane: the span walks' vector width */
+        WALKV(i, L, yr, stream,
+              ((LOADV(xr, i) - k.x) - k.y) * (k.z * (gamma ? VLOADV(gamma + goff + i) : (realv)1)) +
+                  (beta ? VLOADV(beta + boff + i) : (realv)0),
+              ((LOAD1(xr, i) - k.x) - k.y) * (k.z * (gamma ? gamma[goff + i] : (real)1)) +
+                  (beta ? beta[boff + i] : (real)0));
+    }
     for (; i + 8 <= L; i += step) {
         real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
         real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
@@ -198,7 +199,7 @@ inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __globa
     __global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,                    \
         __global const real *gamma, ulong goff, __global const real *beta, ulong boff,         \
         __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong L,     \
-        uint tpi, int rms, real eps
+        uint tpi, int rms, real eps, int stream
 
 /* Whole rows: statistics, then y. Writes mean (not for RMS) and invstd per
  * row when present. */
@@ -207,12 +208,13 @@ __kernel void rn_fwd_items(FWD_ARGS)
     for (uint t = 0; t < tpi; ++t) {
         ulong r = ITEM_TASK(t);
         if (r >= R)
-            return;
+            break;
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = range_stats(xr, 0, L, 0, 8, rms);
         fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, L, 0, 8,
-                   rms, eps, acc);
+                   rms, eps, acc, stream);
     }
+    NT_FENCE(stream);
 }
 
 __kernel void rn_fwd_groups(FWD_ARGS)
@@ -225,7 +227,7 @@ __kernel void rn_fwd_groups(FWD_ARGS)
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, rms), rms);
         fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, L, first,
-                   8 * LX, rms, eps, acc);
+                   8 * LX, rms, eps, acc, 0);
     }
 }
 
@@ -358,12 +360,12 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
     __global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,                    \
         __global const real *gamma, ulong goff, __global const real *beta, ulong boff,         \
         __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong G,     \
-        ulong cpg, ulong Sp, uint tpi, real eps
+        ulong cpg, ulong Sp, uint tpi, real eps, int stream
 
 inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
                           ulong goff, __global const real *beta, ulong boff, __global real *mean,
                           ulong moff, __global real *inv, ulong ioff, ulong r, ulong G, ulong cpg,
-                          ulong Sp, uint first, uint step, real eps, real4 acc)
+                          ulong Sp, uint first, uint step, real eps, real4 acc, int stream)
 {
     real4 k = row_coef(acc, (real)(cpg * Sp), eps, 0);
     if (first == 0) {
@@ -377,9 +379,10 @@ inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __gl
         real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
         real  b = beta ? beta[boff + gb + c] : (real)0;
         ulong i = c * Sp + first, i1 = c * Sp + Sp;
-        if (step == 8)
-            for (; i + SPAN_VEC <= i1; i += SPAN_VEC)
-                STOREV(((LOADV(xr, i) - k.x) - k.y) * a + b, yr, i);
+        if (step == 8) {
+            WALKV(i, i1, yr, stream, ((LOADV(xr, i) - k.x) - k.y) * a + b,
+                  ((LOAD1(xr, i) - k.x) - k.y) * a + b);
+        }
         for (; i + 8 <= i1; i += step)
             STORE8(((LOAD8(xr, i) - k.x) - k.y) * a + b, yr, i);
         for (; i < i1; ++i)
@@ -393,11 +396,12 @@ __kernel void gn_fwd_items(GN_FWD_ARGS)
     for (uint t = 0; t < tpi; ++t) {
         ulong r = ITEM_TASK(t);
         if (r >= R)
-            return;
+            break;
         __global const store_t *xr = x + xoff + r * L;
         gn_fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, G, cpg,
-                      Sp, 0, 8, eps, range_stats(xr, 0, L, 0, 8, 0));
+                      Sp, 0, 8, eps, range_stats(xr, 0, L, 0, 8, 0), stream);
     }
+    NT_FENCE(stream);
 }
 
 __kernel void gn_fwd_groups(GN_FWD_ARGS)
@@ -411,7 +415,7 @@ __kernel void gn_fwd_groups(GN_FWD_ARGS)
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, 0), 0);
         gn_fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, G, cpg,
-                      Sp, first, 8 * LX, eps, acc);
+                      Sp, first, 8 * LX, eps, acc, 0);
     }
 }
 
@@ -533,15 +537,14 @@ inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *d
  * with ca, the column sums of dy*xhat (xhat = (x - m)*inv) and dy as well. */
 inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
                        __global const real *gamma, ulong goff, ulong L, uint first, uint step, real4 k,
-                       __global real *ca, int start, int rms)
+                       __global real *ca, int start, int rms, int stream)
 {
     ulong i = first;
-    if (step == 8 && !ca) {
-        /* a lone lane: the span walks' vector width */
-        for (; i + SPAN_VEC <= L; i += SPAN_VEC) {
-            realv g = gamma ? VLOADV(gamma + goff + i) : (realv)1;
-            STOREV((k.z * g) * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y, dxr, i);
-        }
+    if (step == 8 && !ca) { /* a lone lane: the span walks' vector width */
+        WALKV(i, L, dxr, stream,
+              (k.z * (gamma ? VLOADV(gamma + goff + i) : (realv)1)) * LOADV(dyr, i) - k.w -
+                  (LOADV(xr, i) - k.x) * k.y,
+              (k.z * (gamma ? gamma[goff + i] : (real)1)) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y);
     }
     for (; i + 8 <= L; i += step) {
         real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
@@ -563,7 +566,7 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
     __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
         __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
         __global const real *mean, ulong moff, __global const real *inv, ulong ioff, ulong R,  \
-        ulong L, uint tpi, int rms, __global real *cacc, ulong caoff
+        ulong L, uint tpi, int rms, __global real *cacc, ulong caoff, int stream
 
 /* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot; with
  * cacc, the owner's column sums for dgamma/dbeta at cacc[caoff + owner*4L]. */
@@ -575,7 +578,7 @@ __kernel void rn_bwd_items(BWD_ARGS)
         if (r >= R) {
             if (ca && t == 0)
                 col_zero(ca, L, 0, 8);
-            return;
+            break;
         }
         __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
         real  m   = rms ? (real)0 : mean[moff + r];
@@ -583,10 +586,11 @@ __kernel void rn_bwd_items(BWD_ARGS)
         real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m, iv, ca, t % COL_BLOCK == 0, rms)
                        : bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, iv, (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k, 0, 0, rms);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k, 0, 0, rms, stream);
         if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == tpi || ITEM_TASK(t + 1) >= R))
             col_fold(ca, L, 0, 8, t < COL_BLOCK, rms);
     }
+    NT_FENCE(stream);
 }
 
 __kernel void rn_bwd_groups(BWD_ARGS)
@@ -604,7 +608,7 @@ __kernel void rn_bwd_groups(BWD_ARGS)
         real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
         bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k, ca, t % COL_BLOCK == 0,
-                   rms);
+                   rms, 0);
         if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))
             col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);
     }
@@ -636,12 +640,12 @@ __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulo
     __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
         __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
         __global const real *mean, ulong moff, __global const real *inv, ulong ioff, ulong R,  \
-        ulong G, ulong cpg, ulong Sp, uint tpi, __global real4 *tab, ulong tofs
+        ulong G, ulong cpg, ulong Sp, uint tpi, __global real4 *tab, ulong tofs, int stream
 
 inline void gn_bwd_row(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
                        __global const real *gamma, ulong goff, real m, real iv, ulong r, ulong G,
                        ulong cpg, ulong Sp, uint first, uint step, __global real4 *tab, ulong tofs,
-                       __local real4 *sh, int shared)
+                       __local real4 *sh, int shared, int stream)
 {
     ulong gb  = (r % G) * cpg;
     real4 tot = (real4)0;
@@ -659,9 +663,10 @@ inline void gn_bwd_row(__global const store_t *xr, __global const store_t *dyr, 
     for (ulong c = 0; c < cpg; ++c) {
         real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
         ulong i = c * Sp + first, i1 = c * Sp + Sp;
-        if (step == 8)
-            for (; i + SPAN_VEC <= i1; i += SPAN_VEC)
-                STOREV(a * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y, dxr, i);
+        if (step == 8) {
+            WALKV(i, i1, dxr, stream, a * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y,
+                  a * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y);
+        }
         for (; i + 8 <= i1; i += step)
             STORE8(a * LOAD8(dyr, i) - k.w - (LOAD8(xr, i) - k.x) * k.y, dxr, i);
         for (; i < i1; ++i)
@@ -676,11 +681,12 @@ __kernel void gn_bwd_items(GN_BWD_ARGS)
     for (uint t = 0; t < tpi; ++t) {
         ulong r = ITEM_TASK(t);
         if (r >= R)
-            return;
+            break;
         ulong e = r * L;
         gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
-                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, sh, 0);
+                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, sh, 0, stream);
     }
+    NT_FENCE(stream);
 }
 
 __kernel void gn_bwd_groups(GN_BWD_ARGS)
@@ -692,7 +698,7 @@ __kernel void gn_bwd_groups(GN_BWD_ARGS)
     for (ulong t = 0; t < nt; ++t) {
         ulong r = t0 + t, e = r * L;
         gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
-                   inv[ioff + r], r, G, cpg, Sp, first, 8 * LX, tab, tofs, sh, 1);
+                   inv[ioff + r], r, G, cpg, Sp, first, 8 * LX, tab, tofs, sh, 1, 0);
     }
 }
 

@@ -393,6 +393,13 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
     return clnorm_seq_run(ctx, seq, k, 1, g, l);
 }
 
+/* Whether a fused kernel writes its tensor-sized output with streaming
+ * stores (large outputs on devices built with them). */
+static cl_int stream_out(const clnorm_context *ctx, const clnorm_bn_desc *d, const bn_plan *p)
+{
+    return ctx->tune.nt && p->total * clnorm_dtype_size(d->dtype) >= ctx->tune.nt_min_bytes;
+}
+
 /* The whole training forward as one kernel, a work-group per channel. */
 static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
                                        const bn_plan *p, const clnorm_bn_args *a)
@@ -407,14 +414,16 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
     cl_ulong      xoff = a->x.offset, yoff = a->y.offset, goff = a->gamma.offset, boff = a->beta.offset;
     cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
     cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
+    cl_int        stream = stream_out(ctx, d, p);
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_FWD_FUSED, &k));
     clnorm_karg args[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
                           KARG(O),          KARG(C),     KARG(I),          KREAL(p, rM),
                           KREAL(p, reps),   KREAL(p, rf), KREAL(p, rb),    KARG(a->gamma.mem),
                           KARG(goff),       KARG(a->beta.mem), KARG(boff), KARG(a->saved_mean.mem),
                           KARG(smoff),      KARG(a->saved_invstd.mem), KARG(sioff),
-                          KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff)};
-    CHECK(clnorm_set_args(ctx, k, args, 23));
+                          KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff),
+                          KARG(stream)};
+    CHECK(clnorm_set_args(ctx, k, args, 24));
     size_t g[3], l[3];
     channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
@@ -433,12 +442,13 @@ static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, c
     cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I;
     cl_ulong      xoff = x.offset, yoff = y.offset, moff = mean.offset, voff = var.offset;
     cl_ulong      goff = gamma.offset, boff = beta.offset;
+    cl_int        stream = stream_out(ctx, d, p);
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FUSED, &k));
     clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(O),
                           KARG(C),         KARG(I),    KREAL(p, reps),  KARG(mean.mem), KARG(moff),
                           KARG(var.mem),   KARG(voff), KARG(gamma.mem), KARG(goff), KARG(beta.mem),
-                          KARG(boff)};
-    CHECK(clnorm_set_args(ctx, k, args, 16));
+                          KARG(boff),      KARG(stream)};
+    CHECK(clnorm_set_args(ctx, k, args, 17));
     size_t g[3], l[3];
     channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
@@ -463,10 +473,11 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
         return clnorm_seq_run(ctx, seq, k, 2, g, l);
     }
     if (ctx->tune.cpu_style) {
+        cl_int stream = stream_out(ctx, d, p);
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_CSTREAM, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
-                              KARG(C),        KARG(O),    KARG(ws),       KARG(cofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 8));
+                              KARG(C),        KARG(O),    KARG(ws),       KARG(cofs), KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 9));
         size_t g[1] = {clnorm_div_up(p->O, STREAM_ROWS)}, l[1] = {1};
         return clnorm_seq_run(ctx, seq, k, 1, g, l);
     }
@@ -582,13 +593,14 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     cl_ulong      xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
     cl_ulong      moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
     cl_ulong      dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
+    cl_int        stream = stream_out(ctx, desc, p);
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_FUSED, &k));
     clnorm_karg a[] = {KARG(args->x.mem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                        KARG(args->dx.mem), KARG(dxoff), KARG(O), KARG(C), KARG(I), KREAL(p, rM),
                        KARG(fz), KREAL(p, reps), KARG(mean.mem), KARG(moff), KARG(inv.mem), KARG(ioff),
                        KARG(args->gamma.mem), KARG(goff), KARG(args->dgamma.mem), KARG(dgoff),
-                       KARG(args->dbeta.mem), KARG(dboff)};
-    CHECK(clnorm_set_args(ctx, k, a, 22));
+                       KARG(args->dbeta.mem), KARG(dboff), KARG(stream)};
+    CHECK(clnorm_set_args(ctx, k, a, 23));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     size_t g[3], l[3];
@@ -711,11 +723,12 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         } else if (ctx->tune.cpu_style) {
+            cl_int stream = stream_out(ctx, desc, &p);
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_CSTREAM, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                                KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
-                               KARG(ws), KARG(cofs)};
-            CHECK_SEQ(clnorm_set_args(ctx, k, a, 11));
+                               KARG(ws), KARG(cofs), KARG(stream)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 12));
             size_t g[1] = {clnorm_div_up(p.O, STREAM_ROWS)}, l[1] = {1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
         } else {

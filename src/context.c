@@ -261,6 +261,18 @@ static void choose_tuning(clnorm_context *ctx)
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
     const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
     snprintf(ctx->tune.extra_options, sizeof ctx->tune.extra_options, "%s", opts ? opts : "");
+    /* Streaming (non-temporal) stores for large outputs: on CPUs they skip
+     * the read for ownership of every destination line, a third of a
+     * copy's memory traffic. The kernels use a clang builtin for them, so
+     * only where the compiler is known to be clang's (PoCL); CLNORM_NO_NT
+     * turns them off (A/B). Outputs under nt_min_bytes are likely read again
+     * soon from the cache, which such stores would bypass. */
+    ctx->tune.nt = cpu && strstr(ctx->info.platform_name, "Portable Computing Language") != NULL &&
+                   getenv("CLNORM_NO_NT") == NULL;
+    ctx->tune.nt_min_bytes = (size_t)16 << 20;
+    const char *smin       = getenv("CLNORM_STREAM_MIN_BYTES"); /* tests: the streaming paths on small shapes */
+    if (smin && *smin)
+        ctx->tune.nt_min_bytes = (size_t)strtoull(smin, NULL, 10);
     if (cpu) {
         /* PoCL runs work-groups on threads and vectorizes inside a work-item's
          * explicit vectors: coarse work-items over contiguous data. */

@@ -32,6 +32,8 @@ typedef struct clnorm_tuning {
     size_t   fuse_max_slice;    /* ... and the largest per-channel slice (elements) */
     size_t   fuse_small_total;  /* tensors this small always take the fused kernel */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
+    int      nt;                /* streaming stores built in (-DCLNORM_NT): clang-based CPU compilers */
+    size_t   nt_min_bytes;      /* outputs this large are written with them */
     char     extra_options[256];/* CLNORM_BUILD_OPTIONS at creation */
 } clnorm_tuning;
 

@@ -451,6 +451,12 @@ static ew_view ew_of(const rn_plan *p)
     return v;
 }
 
+/* Whether the tensor-sized output goes out with streaming stores. */
+static cl_int stream_out(const clnorm_context *ctx, const rn_plan *p)
+{
+    return ctx->tune.nt && p->total * p->esize >= ctx->tune.nt_min_bytes;
+}
+
 /* ---- forward -------------------------------------------------------------- */
 
 static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const rn_plan *p,
@@ -471,6 +477,7 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_mem        nomem = NULL;
     cl_mem        mean  = rms ? nomem : a->mean.mem;
     cl_mem        beta  = rms ? nomem : a->beta.mem;
+    cl_int        stream = stream_out(ctx, p);
 
     if (p->gn_fused) {
         cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
@@ -478,8 +485,9 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                               KARG(a->gamma.mem), KARG(goff), KARG(a->beta.mem), KARG(boff),
                               KARG(a->mean.mem), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi), KREAL(p, reps)};
-        CHECK(clnorm_set_args(ctx, k, args, 18));
+                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi), KREAL(p, reps),
+                              KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 19));
         return run_rows(ctx, seq, k, p);
     }
     if (p->op != OP_GN && p->S == 1) {
@@ -487,8 +495,8 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                               KARG(a->gamma.mem), KARG(goff), KARG(beta), KARG(boff),
                               KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                              KARG(R), KARG(L), KARG(tpi), KARG(rms), KREAL(p, reps)};
-        CHECK(clnorm_set_args(ctx, k, args, 17));
+                              KARG(R), KARG(L), KARG(tpi), KARG(rms), KREAL(p, reps), KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
         return run_rows(ctx, seq, k, p);
     }
     if (p->op == OP_GN && p->nhwc) {
@@ -555,6 +563,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     cl_mem        mean  = rms ? nomem : a->mean.mem;
     cl_mem        dbeta = rms ? nomem : a->dbeta.mem;
     int           grads = a->dgamma.mem || dbeta;
+    cl_int        stream = stream_out(ctx, p);
 
     if (p->op != OP_GN) {
         int fused = grads && p->owners > 0;
@@ -588,8 +597,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
                                   KARG(R),        KARG(L),    KARG(btpi),          KARG(rms),
-                                  KARG(cacc),     KARG(caoff)};
-            CHECK(clnorm_set_args(ctx, k, args, 18));
+                                  KARG(cacc),     KARG(caoff), KARG(stream)};
+            CHECK(clnorm_set_args(ctx, k, args, 19));
             CHECK(run_groups(ctx, seq, k, fused ? p->bgroups : p->groups));
             if (!fused)
                 return CLNORM_SUCCESS;
@@ -610,8 +619,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                               KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                               KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
                               KARG(R),        KARG(G),    KARG(cpg),           KARG(Sp),
-                              KARG(tpi),      KARG(tab),  KARG(tofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 19));
+                              KARG(tpi),      KARG(tab),  KARG(tofs),          KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 20));
         CHECK(run_rows(ctx, seq, k, p));
         goto col_combine;
     }
