@@ -49,6 +49,16 @@ static const char *ref_src =
     "  ulong i = get_global_id(0) * per, e = min(n8, i + per);\n"
     "  for (; i < e; ++i) y[i] = x[i];\n"
     "}\n"
+    "__kernel void read_chunk(__global const float16 *x, __global float *y, ulong n16) {\n"
+    "  ulong per = (n16 + get_global_size(0) - 1) / get_global_size(0);\n"
+    "  ulong i = get_global_id(0) * per, e = min(n16, i + per);\n"
+    "  float16 a = 0, b = 0, c = 0, d = 0;\n"
+    "  for (; i + 4 <= e; i += 4) { a += x[i]; b += x[i + 1]; c += x[i + 2]; d += x[i + 3]; }\n"
+    "  for (; i < e; ++i) a += x[i];\n"
+    "  float16 t = (a + b) + (c + d);\n"
+    "  float8 u = t.lo + t.hi; float4 v = u.lo + u.hi;\n"
+    "  y[get_global_id(0)] = v.x + v.y + v.z + v.w;\n"
+    "}\n"
     "__kernel void add8(__global const float8 *a, __global const float8 *b, __global float8 *y, ulong n8) {\n"
     "  ulong i = get_global_id(0); if (i < n8) y[i] = a[i] + b[i];\n"
     "}\n"
@@ -62,7 +72,8 @@ static const char *nt_src =
     "  ulong i = get_global_id(0) * per, e = min(n8, i + per);\n"
     "  for (; i < e; ++i) __builtin_nontemporal_store(x[i], y + i);\n"
     "}\n";
-static cl_kernel k_copy, k_add, k_empty, k_copy_stride, k_copy_chunk, k_copy_nt;
+static cl_kernel k_copy, k_add, k_empty, k_copy_stride, k_copy_chunk, k_copy_nt, k_read;
+static double    read_gbs; /* reading alone, for reference */
 static size_t clnorm_round_up_sz(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 static cl_mem alloc_buf(size_t bytes, float value)
@@ -145,6 +156,7 @@ static void measure_reference(size_t bytes)
     k_copy_stride = clCreateKernel(p, "copy_stride", &err);
     k_copy_chunk  = clCreateKernel(p, "copy_chunk", &err);
     k_add         = clCreateKernel(p, "add8", &err);
+    k_read        = clCreateKernel(p, "read_chunk", &err);
     k_empty       = clCreateKernel(p, "empty", &err);
     clReleaseProgram(p);
     p = clCreateProgramWithSource(cl, 1, &nt_src, NULL, &err);
@@ -181,6 +193,12 @@ static void measure_reference(size_t bytes)
             copy_gbs  = gbs;
             best_copy = tries[i];
         }
+    }
+    {
+        cl_ulong n16 = n8 / 2;
+        set3(k_read, a, y, n16);
+        kcall cr = {k_read, cu * 64, 1};
+        read_gbs = bytes / time_median(run_kernel, &cr) / 1e9;
     }
     kcall c2  = {k_add, (size_t)n8, 64};
     triad_gbs = 3.0 * bytes / time_median(run_kernel, &c2) / 1e9;
@@ -605,8 +623,9 @@ int main(int argc, char **argv)
                info.name, copy_gbs, triad_gbs);
     else {
         printf("device: %s (%s, %u CUs)\n", info.name, info.platform_name, info.compute_units);
-        printf("copy bandwidth (own copy kernel, read+write): %.2f GB/s; two reads + one write: %.2f GB/s\n",
-               copy_gbs, triad_gbs);
+        printf("copy bandwidth (own copy kernel, read+write): %.2f GB/s; two reads + one write: %.2f GB/s;"
+               " read only: %.2f GB/s\n",
+               copy_gbs, triad_gbs, read_gbs);
         printf("%-10s %-10s %-6s %-22s %10s %9s %7s %7s\n", "op", "dir", "layout", "shape", "median ms", "GB/s",
                "x copy", "x same");
     }

@@ -27,20 +27,28 @@
 /* (sum dy, sum dy*(x - m)) over n <= SPAN contiguous values. */
 inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, real m, uint n)
 {
-    real8 a = (real8)0, b = (real8)0;
+    /* two sets of vector sums: the add latency would otherwise bound it */
+    realv a0 = (realv)0, b0 = (realv)0, a1 = (realv)0, b1 = (realv)0;
     real  ta = 0, tb = 0;
     uint  i = 0;
-    for (; i + 8 <= n; i += 8) {
-        real8 d = LOAD8(dy, i);
-        a += d;
-        b = fma(d, LOAD8(x, i) - m, b);
+    for (; i + 2 * SPAN_VEC <= n; i += 2 * SPAN_VEC) {
+        realv d = LOADV(dy, i), e = LOADV(dy, i + SPAN_VEC);
+        a0 += d;
+        b0 = fma(d, LOADV(x, i) - m, b0);
+        a1 += e;
+        b1 = fma(e, LOADV(x, i + SPAN_VEC) - m, b1);
+    }
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        realv d = LOADV(dy, i);
+        a0 += d;
+        b0 = fma(d, LOADV(x, i) - m, b0);
     }
     for (; i < n; ++i) {
         real d = LOAD1(dy, i);
         ta += d;
         tb = fma(d, LOAD1(x, i) - m, tb);
     }
-    return (real2)(sum8(a) + ta, sum8(b) + tb);
+    return (real2)(sumv(a0 + a1) + ta, sumv(b0 + b1) + tb);
 }
 
 #if LX > 1

@@ -124,7 +124,7 @@ inline real4 stat_block8(real8 v)
 }
 
 #ifndef SPAN
-#define SPAN 256 /* values a CPU work-item reduces by two passes over L1 */
+#define SPAN 1024 /* values a CPU work-item reduces by two passes over L1 */
 #endif
 
 /* Statistics of n <= SPAN contiguous values: a first pass for the block

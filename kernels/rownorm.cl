@@ -163,10 +163,10 @@ inline real4 bwd_coef(real sg, real sy, real m, real inv, real n, int rms)
 
 /* After a row's statistics: mean/invstd (by the writer lane), then y =
  * ((x - hi) - lo)*inv*g + b over the lane's blocks, cache-hot. */
-inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
-                       ulong goff, __global const real *beta, ulong boff, __global real *mean,
-                       ulong moff, __global real *inv, ulong ioff, ulong r, ulong L, uint first,
-                       uint step, int rms, real eps, real4 acc, int stream)
+/* A row's coefficients from its statistics; the writer lane stores mean and
+ * invstd. */
+inline real4 fwd_coef(__global real *mean, ulong moff, __global real *inv, ulong ioff, ulong r, ulong L,
+                      uint first, int rms, real eps, real4 acc)
 {
     real4 k = row_coef(acc, (real)L, eps, rms);
     if (first == 0) {
@@ -175,25 +175,33 @@ inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __globa
         if (inv)
             inv[ioff + r] = k.z;
     }
-    ulong i = first;
+    return k;
+}
+
+/* y = ((x - hi) - lo)*inv*g + b over the lane's blocks of [i, i1). */
+inline void fwd_apply(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
+                      ulong goff, __global const real *beta, ulong boff, ulong i, ulong i1, uint step,
+                      real4 k, int stream)
+{
     if (step == 8) { /* a lone lane: the span walks' vector width */
-        WALKV(i, L, yr, stream,
+        WALKV(i, i1, yr, stream,
               ((LOADV(xr, i) - k.x) - k.y) * (k.z * (gamma ? VLOADV(gamma + goff + i) : (realv)1)) +
                   (beta ? VLOADV(beta + boff + i) : (realv)0),
               ((LOAD1(xr, i) - k.x) - k.y) * (k.z * (gamma ? gamma[goff + i] : (real)1)) +
                   (beta ? beta[boff + i] : (real)0));
     }
-    for (; i + 8 <= L; i += step) {
+    for (; i + 8 <= i1; i += step) {
         real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
         real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
         STORE8(((LOAD8(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
     }
-    for (; i < L; ++i) {
+    for (; i < i1; ++i) {
         real g = gamma ? gamma[goff + i] : (real)1;
         real b = beta ? beta[boff + i] : (real)0;
         STORE1(((LOAD1(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
     }
 }
+
 
 #define FWD_ARGS                                                                               \
     __global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,                    \
@@ -201,8 +209,8 @@ inline void fwd_finish(__global const store_t *xr, __global store_t *yr, __globa
         __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong L,     \
         uint tpi, int rms, real eps, int stream
 
-/* Whole rows: statistics, then y. Writes mean (not for RMS) and invstd per
- * row when present. */
+/* Whole rows: statistics, then y while the row is cache-hot. Writes mean
+ * (not for RMS) and invstd per row when present. */
 __kernel void rn_fwd_items(FWD_ARGS)
 {
     for (uint t = 0; t < tpi; ++t) {
@@ -211,8 +219,8 @@ __kernel void rn_fwd_items(FWD_ARGS)
             break;
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = range_stats(xr, 0, L, 0, 8, rms);
-        fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, L, 0, 8,
-                   rms, eps, acc, stream);
+        real4 k = fwd_coef(mean, moff, inv, ioff, r, L, 0, rms, eps, acc);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, 0, L, 8, k, stream);
     }
     NT_FENCE(stream);
 }
@@ -226,8 +234,8 @@ __kernel void rn_fwd_groups(FWD_ARGS)
         ulong r = t0 + t;
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, rms), rms);
-        fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, L, first,
-                   8 * LX, rms, eps, acc, 0);
+        real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * LX, k, 0);
     }
 }
 
