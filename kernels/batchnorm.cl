@@ -551,23 +551,39 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
         part[j] = (real4)(s1[j], s2[j], c1[j], c2[j]);
 }
 
-#ifndef STREAM_ROWS
-#define STREAM_ROWS 64 /* rows per work-item in the channels-last elementwise passes */
-#endif
-
-/* I == 1: work-item t applies all channels to rows [t*STREAM_ROWS, ...). */
+/* I == 1: work-item t applies all channels to rows [t*rpw, t*rpw + rpw). */
 /* With stream (large outputs), rows of whole 8-blocks at 32-byte aligned
  * addresses are written with streaming stores. */
 __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                               uint C, uint O, __global const real *coef, ulong cofs, int stream)
+                               uint C, uint O, __global const real *coef, ulong cofs, int stream,
+                               uint rpw)
 {
-    uint o = get_global_id(0) * STREAM_ROWS;
+    uint o = get_global_id(0) * rpw;
     if (o >= O)
         return;
     coef += cofs;
-    uint o1 = min(O, o + STREAM_ROWS);
+    uint o1 = min(O, o + rpw);
     x += xoff;
     y += yoff;
+    if (C % SPAN_VEC == 0) {
+        /* whole vectors of channels: one coefficient vector per plane per
+         * SPAN_VEC values, full-line streaming stores */
+        int ntv = HAVE_NT && stream && ((ulong)(y + (ulong)o * C) & (sizeof(realv) - 1)) == 0;
+        for (; o < o1; ++o) {
+            ulong base = (ulong)o * C;
+            for (uint c = 0; c < C; c += SPAN_VEC) {
+                realv v = ((LOADV(x, base + c) - VLOADV(coef + c)) - VLOADV(coef + C + c)) *
+                              VLOADV(coef + 2 * C + c) +
+                          VLOADV(coef + 3 * C + c);
+                if (ntv)
+                    STOREV_NT(v, y, base + c);
+                else
+                    STOREV(v, y, base + c);
+            }
+        }
+        NT_FENCE(ntv);
+        return;
+    }
     int nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(y + (ulong)o * C) & 31) == 0;
     for (; o < o1; ++o) {
         ulong base = (ulong)o * C;
@@ -591,13 +607,34 @@ __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global s
 
 __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
                             ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
-                            int use_x, __global const real *coef, ulong cofs, int stream)
+                            int use_x, __global const real *coef, ulong cofs, int stream, uint rpw)
 {
-    uint o = get_global_id(0) * STREAM_ROWS;
+    uint o = get_global_id(0) * rpw;
     if (o >= O)
         return;
     coef += cofs;
-    uint o1 = min(O, o + STREAM_ROWS);
+    uint o1 = min(O, o + rpw);
+    if (C % SPAN_VEC == 0) {
+        /* whole vectors of channels, as bn_apply_cstream */
+        __global store_t *dxp = dx + dxoff;
+        int ntv = HAVE_NT && stream && ((ulong)(dxp + (ulong)o * C) & (sizeof(realv) - 1)) == 0;
+        for (; o < o1; ++o) {
+            ulong base = (ulong)o * C;
+            for (uint c = 0; c < C; c += SPAN_VEC) {
+                realv m = VLOADV(coef + c), kk = VLOADV(coef + C + c);
+                realv a = VLOADV(coef + 2 * C + c), b = VLOADV(coef + 3 * C + c);
+                realv d = LOADV(dy, dyoff + base + c);
+                realv v = use_x ? LOADV(x, xoff + base + c) : m;
+                realv r = a * ((d - b) - (v - m) * kk);
+                if (ntv)
+                    STOREV_NT(r, dxp, base + c);
+                else
+                    STOREV(r, dxp, base + c);
+            }
+        }
+        NT_FENCE(ntv);
+        return;
+    }
     int  nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(dx + dxoff + (ulong)o * C) & 31) == 0;
     for (; o < o1; ++o) {
         ulong base = (ulong)o * C;

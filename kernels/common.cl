@@ -171,6 +171,8 @@ typedef real8 realv;
             STOREV(VEXPR, out, i)
 /* One streaming store of 8 values at a 32-byte aligned address. */
 #define STORE8_NT(v, p, i) __builtin_nontemporal_store((v), (__global real8 *)((p) + (i)))
+/* ... and of SPAN_VEC values at a vector-aligned address. */
+#define STOREV_NT(v, p, i) __builtin_nontemporal_store((v), (__global realv *)((p) + (i)))
 #define NT_FENCE(nt)                       \
     do {                                   \
         if (nt)                            \
@@ -181,6 +183,7 @@ typedef real8 realv;
     for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC) \
         STOREV(VEXPR, out, i)
 #define STORE8_NT(v, p, i) STORE8(v, p, i)
+#define STOREV_NT(v, p, i) STOREV(v, p, i)
 #define NT_FENCE(nt) ((void)(nt))
 #endif
 

@@ -29,7 +29,7 @@ enum {
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
-#define STREAM_ROWS 64
+
 #define COL_BLOCK 16
 
 /* The tensor as (O, C, I) and how its reduction is split. */
@@ -43,6 +43,17 @@ typedef struct bn_plan {
     int    fused;         /* one work-group per channel does the whole op */
     size_t psize;         /* bytes of one parameter (float or double) */
 } bn_plan;
+
+/* Rows one work-item of the channels-last elementwise passes (CPUs) walks:
+ * about 4*chunk values, so that per-work-item overhead stays small, while
+ * leaving work-items enough to fill the device. */
+static cl_uint stream_rows(const clnorm_context *ctx, const bn_plan *p)
+{
+    size_t r = 4 * ctx->tune.chunk / p->C, most = p->O / (2 * ctx->tune.min_parallel);
+    if (r > most)
+        r = most;
+    return (cl_uint)(r < 1 ? 1 : r);
+}
 
 static size_t align128(size_t v) { return clnorm_round_up(v, 128); }
 
@@ -475,10 +486,11 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
     if (ctx->tune.cpu_style) {
         cl_int stream = stream_out(ctx, d, p);
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_CSTREAM, &k));
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
-                              KARG(C),        KARG(O),    KARG(ws),       KARG(cofs), KARG(stream)};
-        CHECK(clnorm_set_args(ctx, k, args, 9));
-        size_t g[1] = {clnorm_div_up(p->O, STREAM_ROWS)}, l[1] = {1};
+        cl_uint rpw = stream_rows(ctx, p);
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff), KARG(C),
+                              KARG(O),        KARG(ws),   KARG(cofs),     KARG(stream), KARG(rpw)};
+        CHECK(clnorm_set_args(ctx, k, args, 10));
+        size_t g[1] = {clnorm_div_up(p->O, rpw)}, l[1] = {1};
         return clnorm_seq_run(ctx, seq, k, 1, g, l);
     }
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_COLS, &k));
@@ -723,13 +735,14 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         } else if (ctx->tune.cpu_style) {
-            cl_int stream = stream_out(ctx, desc, &p);
+            cl_int  stream = stream_out(ctx, desc, &p);
+            cl_uint rpw    = stream_rows(ctx, &p);
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_CSTREAM, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                                KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
-                               KARG(ws), KARG(cofs), KARG(stream)};
-            CHECK_SEQ(clnorm_set_args(ctx, k, a, 12));
-            size_t g[1] = {clnorm_div_up(p.O, STREAM_ROWS)}, l[1] = {1};
+                               KARG(ws), KARG(cofs), KARG(stream), KARG(rpw)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 13));
+            size_t g[1] = {clnorm_div_up(p.O, rpw)}, l[1] = {1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
         } else {
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_COLS, &k));
