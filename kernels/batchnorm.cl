@@ -417,6 +417,21 @@ inline void sum8_add(real8 *s, real8 *c, real8 v)
     *s = t;
 }
 
+/* Folds block sums a, b of columns [j, j + 8) into compensated running
+ * sums s1/c1 and s2/c2. */
+inline void sums8_fold(__global real *s1, __global real *s2, __global real *c1, __global real *c2, uint j,
+                       real8 a, real8 b)
+{
+    real8 sa = vload8(0, s1 + j), ca = vload8(0, c1 + j);
+    real8 sb = vload8(0, s2 + j), cb = vload8(0, c2 + j);
+    sum8_add(&sa, &ca, a);
+    sum8_add(&sb, &cb, b);
+    vstore8(sa, 0, s1 + j);
+    vstore8(ca, 0, c1 + j);
+    vstore8(sb, 0, s2 + j);
+    vstore8(cb, 0, c2 + j);
+}
+
 /* Coefficients of 8 neighbouring channels as four vectors. */
 inline void coef8(__global const real *coef, uint C, uint c, real8 *k0, real8 *k1, real8 *k2, real8 *k3)
 {
@@ -449,19 +464,47 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
         uint nb = min((uint)COL_BLOCK, o1 - o);
         real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb;
         __global const store_t *p = x + (ulong)o * W;
+        real ri = (real)1 / rn;
         uint j = 0;
+        for (; j + SPAN_VEC <= W; j += SPAN_VEC) {
+            /* as the 8-wide loop below, SPAN_VEC columns at a time */
+            realv s = (realv)0;
+            for (uint r = 0; r < nb; ++r)
+                s += LOADV(p, (ulong)r * W + j);
+            realv m  = s * ri;
+            realv d1 = (realv)0, d2 = (realv)0;
+            for (uint r = 0; r < nb; ++r) {
+                realv d = LOADV(p, (ulong)r * W + j) - m;
+                d1 += d;
+                d2 = fma(d, d, d2);
+            }
+            realv blo = d1 * ri, bm2 = fmax(d2 - d1 * d1 * ri, (realv)0);
+            if (n == (real)0) {
+                VSTOREV(m, hi + j);
+                VSTOREV(blo, lo + j);
+                VSTOREV(bm2, m2 + j);
+            } else {
+                realv h = VLOADV(hi + j), l = VLOADV(lo + j);
+                realv delta = (m - h) + (blo - l);
+                VSTOREV(VLOADV(m2 + j) + bm2 + delta * delta * wa, m2 + j);
+                realv t  = l + delta * wb;
+                realv sm = h + t, bb = sm - h;
+                VSTOREV((h - (sm - bb)) + (t - bb), lo + j);
+                VSTOREV(sm, hi + j);
+            }
+        }
         for (; j + 8 <= W; j += 8) {
             real8 s = (real8)0;
             for (uint r = 0; r < nb; ++r)
                 s += LOAD8(p, (ulong)r * W + j);
-            real8 m  = s / rn;
+            real8 m  = s * ri;
             real8 d1 = (real8)0, d2 = (real8)0;
             for (uint r = 0; r < nb; ++r) {
                 real8 d = LOAD8(p, (ulong)r * W + j) - m;
                 d1 += d;
                 d2 = fma(d, d, d2);
             }
-            real8 blo = d1 / rn, bm2 = fmax(d2 - d1 * d1 / rn, (real8)0);
+            real8 blo = d1 * ri, bm2 = fmax(d2 - d1 * d1 * ri, (real8)0);
             if (n == (real)0) {
                 vstore8(m, 0, hi + j);
                 vstore8(blo, 0, lo + j);
@@ -514,6 +557,22 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
         ulong base = (ulong)o * W;
         uint  j = 0;
         if (I == 1) {
+            for (; j + SPAN_VEC <= W; j += SPAN_VEC) {
+                /* as the 8-wide loop below, SPAN_VEC columns at a time */
+                realv m = VLOADV(mean + j), a = (realv)0, b = (realv)0;
+                for (uint r = 0; r < nb; ++r) {
+                    ulong e = base + (ulong)r * W + j;
+                    realv d = LOADV(dy, e);
+                    a += d;
+                    b = fma(d, LOADV(x, e) - m, b);
+                }
+#if SPAN_VEC == 16
+                sums8_fold(s1, s2, c1, c2, j, a.lo, b.lo);
+                sums8_fold(s1, s2, c1, c2, j + 8, a.hi, b.hi);
+#else
+                sums8_fold(s1, s2, c1, c2, j, a, b);
+#endif
+            }
             for (; j + 8 <= W; j += 8) {
                 real8 m = vload8(0, mean + j), a = (real8)0, b = (real8)0;
                 for (uint r = 0; r < nb; ++r) {
@@ -522,14 +581,7 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
                     a += d;
                     b = fma(d, LOAD8(x, e) - m, b);
                 }
-                real8 sa = vload8(0, s1 + j), ca = vload8(0, c1 + j);
-                real8 sb = vload8(0, s2 + j), cb = vload8(0, c2 + j);
-                sum8_add(&sa, &ca, a);
-                sum8_add(&sb, &cb, b);
-                vstore8(sa, 0, s1 + j);
-                vstore8(ca, 0, c1 + j);
-                vstore8(sb, 0, s2 + j);
-                vstore8(cb, 0, c2 + j);
+                sums8_fold(s1, s2, c1, c2, j, a, b);
             }
         }
         for (; j < W; ++j) {
