@@ -904,3 +904,187 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
     }
     NT_FENCE(stream);
 }
+
+/* ---- channels last, CPUs, fused: a work-item owns nv*SPAN_VEC whole
+ * channels (columns; C % SPAN_VEC == 0) and walks all O rows of them twice:
+ * the statistics by two-pass blocks of COL_BLOCK rows with the running state
+ * in registers (as bn_stats_cstream), then y in reverse row order while the
+ * block of columns is still in cache. For per-activation and channels-last
+ * tensors whose column block fits the cache (the host checks). */
+#define CF_MAXV 4
+
+__kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            uint O, uint C, uint nv, real M, real eps, real f, real bessel,
+                            __global const real *gamma, ulong goff,
+                            __global const real *beta, ulong boff,
+                            __global real *smean, ulong smoff,
+                            __global real *sinv, ulong sioff,
+                            __global real *rmean, ulong rmoff,
+                            __global real *rvar, ulong rvoff, int stream)
+{
+    uint j0 = get_global_id(0) * nv * SPAN_VEC;
+    if (j0 >= C)
+        return;
+    x += xoff + j0;
+    y += yoff + j0;
+    realv hi[CF_MAXV], lo[CF_MAXV], m2[CF_MAXV];
+    real  n = 0;
+    for (uint o = 0; o < O; o += COL_BLOCK) {
+        uint nb = min((uint)COL_BLOCK, O - o);
+        real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;
+        __global const store_t *p = x + (ulong)o * C;
+#pragma unroll
+        for (uint v = 0; v < CF_MAXV; ++v) {
+            if (v < nv) {
+                uint  j = v * SPAN_VEC;
+                realv s = (realv)0;
+                for (uint r = 0; r < nb; ++r)
+                    s += LOADV(p, (ulong)r * C + j);
+                realv m  = s * ri;
+                realv d1 = (realv)0, d2 = (realv)0;
+                for (uint r = 0; r < nb; ++r) {
+                    realv d = LOADV(p, (ulong)r * C + j) - m;
+                    d1 += d;
+                    d2 = fma(d, d, d2);
+                }
+                realv blo = d1 * ri, bm2 = fmax(d2 - d1 * d1 * ri, (realv)0);
+                if (n == (real)0) {
+                    hi[v] = m;
+                    lo[v] = blo;
+                    m2[v] = bm2;
+                } else {
+                    realv delta = (m - hi[v]) + (blo - lo[v]);
+                    m2[v] += bm2 + delta * delta * wa;
+                    realv t = lo[v] + delta * wb, sm = hi[v] + t, bb = sm - hi[v];
+                    lo[v]   = (hi[v] - (sm - bb)) + (t - bb);
+                    hi[v]   = sm;
+                }
+            }
+        }
+        n = nn;
+    }
+    realv sc[CF_MAXV], sh[CF_MAXV];
+#pragma unroll
+    for (uint v = 0; v < CF_MAXV; ++v) {
+        if (v < nv) {
+            uint  j   = j0 + v * SPAN_VEC;
+            realv var = m2[v] / M, mean = hi[v] + lo[v];
+            realv inv = (realv)1 / sqrt(var + eps);
+            sc[v]     = (gamma ? VLOADV(gamma + goff + j) : (realv)1) * inv;
+            sh[v]     = beta ? VLOADV(beta + boff + j) : (realv)0;
+            if (smean)
+                VSTOREV(mean, smean + smoff + j);
+            if (sinv)
+                VSTOREV(inv, sinv + sioff + j);
+            if (rmean)
+                VSTOREV(((real)1 - f) * VLOADV(rmean + rmoff + j) + f * mean, rmean + rmoff + j);
+            if (rvar)
+                VSTOREV(((real)1 - f) * VLOADV(rvar + rvoff + j) + f * (var * bessel), rvar + rvoff + j);
+        }
+    }
+    int nt = HAVE_NT && stream && ((ulong)y & (sizeof(realv) - 1)) == 0;
+    for (uint r = 0; r < O; ++r) {
+        ulong base = (ulong)(O - 1 - r) * C;
+#pragma unroll
+        for (uint v = 0; v < CF_MAXV; ++v) {
+            if (v < nv) {
+                realv val = ((LOADV(x, base + v * SPAN_VEC) - hi[v]) - lo[v]) * sc[v] + sh[v];
+                if (nt)
+                    STOREV_NT(val, y, base + v * SPAN_VEC);
+                else
+                    STOREV(val, y, base + v * SPAN_VEC);
+            }
+        }
+    }
+    NT_FENCE(nt);
+}
+
+/* Vector Neumaier step, SPAN_VEC pairs of sums. */
+inline void sumv_add(realv *s, realv *c, realv v)
+{
+    realv t = *s + v;
+    *c += select((v - t) + *s, (*s - t) + v, isgreaterequal(fabs(*s), fabs(v)));
+    *s = t;
+}
+
+/* Backward as bn_fwd_cfused walks: sum dy and sum dy*(x - mean) per channel
+ * (plain over a block of COL_BLOCK rows, compensated across blocks), then dx
+ * in reverse row order while cache-hot. frozen: the running statistics, dx
+ * = gamma*invstd*dy. */
+__kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                            ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint nv,
+                            real M, int frozen, real eps,
+                            __global const real *mean, ulong moff,
+                            __global const real *inv_src, ulong ioff,
+                            __global const real *gamma, ulong goff,
+                            __global real *dgamma, ulong dgoff,
+                            __global real *dbeta, ulong dboff, int stream)
+{
+    uint j0 = get_global_id(0) * nv * SPAN_VEC;
+    if (j0 >= C)
+        return;
+    x += xoff + j0;
+    dy += dyoff + j0;
+    dx += dxoff + j0;
+    realv m[CF_MAXV], s1[CF_MAXV], c1[CF_MAXV], s2[CF_MAXV], c2[CF_MAXV];
+#pragma unroll
+    for (uint v = 0; v < CF_MAXV; ++v) {
+        m[v]  = v < nv ? VLOADV(mean + moff + j0 + v * SPAN_VEC) : (realv)0;
+        s1[v] = c1[v] = s2[v] = c2[v] = (realv)0;
+    }
+    for (uint o = 0; o < O; o += COL_BLOCK) {
+        uint  nb   = min((uint)COL_BLOCK, O - o);
+        ulong base = (ulong)o * C;
+#pragma unroll
+        for (uint v = 0; v < CF_MAXV; ++v) {
+            if (v < nv) {
+                realv a = (realv)0, b = (realv)0;
+                for (uint r = 0; r < nb; ++r) {
+                    ulong e = base + (ulong)r * C + v * SPAN_VEC;
+                    realv d = LOADV(dy, e);
+                    a += d;
+                    b = fma(d, LOADV(x, e) - m[v], b);
+                }
+                sumv_add(&s1[v], &c1[v], a);
+                sumv_add(&s2[v], &c2[v], b);
+            }
+        }
+    }
+    realv kx[CF_MAXV], ky[CF_MAXV], kz[CF_MAXV], kw[CF_MAXV];
+#pragma unroll
+    for (uint v = 0; v < CF_MAXV; ++v) {
+        if (v < nv) {
+            uint  j    = j0 + v * SPAN_VEC;
+            realv sdy  = s1[v] + c1[v], sdxm = s2[v] + c2[v];
+            realv is   = VLOADV(inv_src + ioff + j);
+            realv inv  = frozen ? (realv)1 / sqrt(is + eps) : is;
+            realv g    = gamma ? VLOADV(gamma + goff + j) : (realv)1;
+            realv dg   = inv * sdxm;
+            if (dgamma)
+                VSTOREV(dg, dgamma + dgoff + j);
+            if (dbeta)
+                VSTOREV(sdy, dbeta + dboff + j);
+            kx[v] = m[v];
+            kz[v] = g * inv;
+            ky[v] = frozen ? (realv)0 : inv * dg / M;
+            kw[v] = frozen ? (realv)0 : sdy / M;
+        }
+    }
+    int nt = HAVE_NT && stream && ((ulong)dx & (sizeof(realv) - 1)) == 0;
+    for (uint r = 0; r < O; ++r) {
+        ulong base = (ulong)(O - 1 - r) * C;
+#pragma unroll
+        for (uint v = 0; v < CF_MAXV; ++v) {
+            if (v < nv) {
+                ulong e   = base + v * SPAN_VEC;
+                realv d   = LOADV(dy, e);
+                realv val = frozen ? kz[v] * d : kz[v] * ((d - kw[v]) - (LOADV(x, e) - kx[v]) * ky[v]);
+                if (nt)
+                    STOREV_NT(val, dx, e);
+                else
+                    STOREV(val, dx, e);
+            }
+        }
+    }
+    NT_FENCE(nt);
+}

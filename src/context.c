@@ -283,6 +283,7 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.fuse_min_channels = cu * 2;
         ctx->tune.fuse_max_slice    = (size_t)1 << 19;
         ctx->tune.fuse_small_total  = (size_t)1 << 12;
+        ctx->tune.cfuse_max_block   = (size_t)1 << 20;
     } else {
         size_t lx = 64;
         while (lx > 1 && lx > ctx->info.max_work_group_size)

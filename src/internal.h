@@ -31,6 +31,7 @@ typedef struct clnorm_tuning {
     size_t   fuse_min_channels; /* fused one-kernel ops: channels to fill the device */
     size_t   fuse_max_slice;    /* ... and the largest per-channel slice (elements) */
     size_t   fuse_small_total;  /* tensors this small always take the fused kernel */
+    size_t   cfuse_max_block;   /* channels-last fused (CPUs): bytes of one work-item's columns */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
     int      nt;                /* streaming stores built in (-DCLNORM_NT): clang-based CPU compilers */
     size_t   nt_min_bytes;      /* outputs this large are written with them */
