@@ -271,6 +271,7 @@ static double same_size_gbs(size_t n, int backward)
 }
 static const char *ab_var; /* --ab VAR: time each case without and with VAR=1 */
 static const char *only;   /* --only TEXT: cases whose "op dir layout shape" contains TEXT */
+static int         vs_empty; /* tiny cases: also time one empty kernel, interleaved */
 
 static int selected(const char *op, const char *dir, const char *layout, const char *shape)
 {
@@ -323,6 +324,8 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
     bn_run r;
     memset(&r, 0, sizeof r);
     clnorm_bn_desc_init(&r.desc, mode, layout, ndim, dims);
+    if (mode == CLNORM_BN_PER_ACTIVATION && dims[0] == 1)
+        r.desc.unbiased_running_var = 0; /* one value per channel: no unbiased variance */
     size_t n = 1, C;
     for (size_t i = 0; i < ndim; ++i)
         n *= dims[i];
@@ -364,6 +367,18 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
         double sec   = time_median(run_bn, &r);
         if (ab_var)
             ab_compare(run_bn, &r, op, dir_name[r.dir], lay, shape);
+        if (vs_empty && !fmt_csv && !fmt_json) {
+            /* per-call latency against one empty kernel's enqueue + finish,
+             * alternated so that both see the same machine */
+            kcall  c = {k_empty, 1, 1};
+            double e = 0, o = 0;
+            for (int rep = 0; rep < 3; ++rep) {
+                e += time_median(run_kernel, &c);
+                o += time_median(run_bn, &r);
+            }
+            printf("latency %-10s %-10s %-6s %-14s  %.4f ms per call, empty kernel %.4f ms: %.2fx\n", op,
+                   dir_name[r.dir], lay, shape, o / 3 * 1e3, e / 3 * 1e3, o / e);
+        }
         double bytes = (r.dir == BWD || (r.dir == BWD_FROZEN)) ? 3.0 * n * 4 : 2.0 * n * 4;
         if (r.dir == BWD_FROZEN)
             bytes = 3.0 * n * 4; /* frozen with dgamma reads x too */
@@ -469,8 +484,10 @@ static void bench_latency(void)
         printf("%-10s %-10s %-6s %-22s %10.4f\n", "empty", "kernel", "-", "1", te * 1e3);
     static const enum dir all[] = {FWD_TRAIN, FWD_INFER, BWD, BWD_FROZEN};
     size_t tiny[4] = {2, 4, 4, 4}, pa[2] = {1, 8};
+    vs_empty = 1;
     bench_bn(CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, tiny, all, 4);
     bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa, all, 4);
+    vs_empty = 0;
     if (!fmt_csv && !fmt_json)
         printf("(tiny shapes: compare ms with the empty kernel's enqueue + finish above)\n");
 }
