@@ -25,6 +25,14 @@
 
 
 /* (sum dy, sum dy*(x - m)) over n <= SPAN contiguous values. */
+/* Vector Neumaier step, SPAN_VEC pairs of sums. */
+inline void sumv_add(realv *s, realv *c, realv v)
+{
+    realv t = *s + v;
+    *c += select((v - t) + *s, (*s - t) + v, isgreaterequal(fabs(*s), fabs(v)));
+    *s = t;
+}
+
 inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, real m, uint n)
 {
     /* two sets of vector sums: the add latency would otherwise bound it */
@@ -478,7 +486,7 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
                 d1 += d;
                 d2 = fma(d, d, d2);
             }
-            realv blo = d1 * ri, bm2 = fmax(d2 - d1 * d1 * ri, (realv)0);
+            realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);
             if (n == (real)0) {
                 VSTOREV(m, hi + j);
                 VSTOREV(blo, lo + j);
@@ -504,7 +512,7 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
                 d1 += d;
                 d2 = fma(d, d, d2);
             }
-            real8 blo = d1 * ri, bm2 = fmax(d2 - d1 * d1 * ri, (real8)0);
+            real8 blo = d1 * ri, bm2 = nonneg8(d2 - d1 * d1 * ri);
             if (n == (real)0) {
                 vstore8(m, 0, hi + j);
                 vstore8(blo, 0, lo + j);
@@ -725,11 +733,52 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
  * once. Used when the slice fits the cache and there are channels enough to
  * fill the device, and for small tensors, where one launch beats three. */
 
+#ifndef SLICE_TWO_PASS
+#define SLICE_TWO_PASS 8192 /* slices up to this many values: one two-pass over the whole */
+#endif
+
 /* Statistics of channel c, merged over all lanes; every lane gets the result. */
 inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint c, uint lane,
                          __local real4 *sh)
 {
     real4 acc = (real4)0;
+#if LX == 1
+    if ((ulong)O * I <= SLICE_TWO_PASS) {
+        /* a small slice: the corrected two-pass over all of it (cache-
+         * resident), no per-row merges */
+        realv s = (realv)0;
+        real  t = 0;
+        for (uint o = 0; o < O; ++o) {
+            __global const store_t *row = x + ((ulong)o * C + c) * I;
+            uint                    i   = 0;
+            for (; i + SPAN_VEC <= I; i += SPAN_VEC)
+                s += LOADV(row, i);
+            for (; i < I; ++i)
+                t += LOAD1(row, i);
+        }
+        real  rn = (real)O * (real)I, ri = (real)1 / rn;
+        real  m  = (sumv(s) + t) * ri;
+        realv d1 = (realv)0, d2 = (realv)0;
+        real  t1 = 0, t2 = 0;
+        for (uint o = 0; o < O; ++o) {
+            __global const store_t *row = x + ((ulong)o * C + c) * I;
+            uint                    i   = 0;
+            for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
+                realv d = LOADV(row, i) - m;
+                d1 += d;
+                d2 = fma(d, d, d2);
+            }
+            for (; i < I; ++i) {
+                real d = LOAD1(row, i) - m;
+                t1 += d;
+                t2 = fma(d, d, t2);
+            }
+        }
+        real ds = sumv(d1) + t1;
+        real q  = sumv(d2) + t2 - ds * ds * ri;
+        return (real4)(rn, m, ds * ri, nonneg(q));
+    }
+#endif
     for (uint o = 0; o < O; ++o) {
         __global const store_t *row = x + ((ulong)o * C + c) * I;
 #if LX == 1
@@ -814,6 +863,36 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
     dx += dxoff;
     real  m   = mean[moff + c];
     real4 acc = (real4)0;
+#if LX == 1
+    if (I <= SPAN) {
+        /* short rows: a row's plain vector sums, compensated across rows
+         * lane by lane, one horizontal sum at the end */
+        realv s1 = (realv)0, c1 = (realv)0, s2 = (realv)0, c2 = (realv)0;
+        uint  iv = I - I % SPAN_VEC;
+        for (uint o = 0; o < O; ++o) {
+            ulong base = ((ulong)o * C + c) * I;
+            realv a = (realv)0, b = (realv)0;
+            for (uint i = 0; i < iv; i += SPAN_VEC) {
+                realv d = LOADV(dy, base + i);
+                a += d;
+                b = fma(d, LOADV(x, base + i) - m, b);
+            }
+            sumv_add(&s1, &c1, a);
+            sumv_add(&s2, &c2, b);
+            if (iv < I) { /* the row's tail, compensated on its own */
+                real ta = 0, tb = 0;
+                for (uint i = iv; i < I; ++i) {
+                    real d = LOAD1(dy, base + i);
+                    ta += d;
+                    tb = fma(d, LOAD1(x, base + i) - m, tb);
+                }
+                acc = sum2_add(acc, (real2)(ta, tb));
+            }
+        }
+        acc = sum2_add(acc, (real2)(sumv(s1), sumv(s2)));
+        acc.zw += (real2)(sumv(c1), sumv(c2));
+    } else
+#endif
     for (uint o = 0; o < O; ++o) {
         ulong base = ((ulong)o * C + c) * I;
 #if LX == 1
@@ -947,7 +1026,7 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
                     d1 += d;
                     d2 = fma(d, d, d2);
                 }
-                realv blo = d1 * ri, bm2 = fmax(d2 - d1 * d1 * ri, (realv)0);
+                realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);
                 if (n == (real)0) {
                     hi[v] = m;
                     lo[v] = blo;
@@ -997,14 +1076,6 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
         }
     }
     NT_FENCE(nt);
-}
-
-/* Vector Neumaier step, SPAN_VEC pairs of sums. */
-inline void sumv_add(realv *s, realv *c, realv v)
-{
-    realv t = *s + v;
-    *c += select((v - t) + *s, (*s - t) + v, isgreaterequal(fabs(*s), fabs(v)));
-    *s = t;
 }
 
 /* Backward as bn_fwd_cfused walks: sum dy and sum dy*(x - mean) per channel

@@ -89,6 +89,11 @@ inline real sum8(real8 v)
     return b.x + b.y;
 }
 
+/* max(q, 0) that keeps a NaN (fmax would turn it into 0): a sum of squared
+ * deviations can round below zero, and a non-finite input must stay visible. */
+inline real nonneg(real q) { return q < (real)0 ? (real)0 : q; }
+inline real8 nonneg8(real8 q) { return select(q, (real8)0, q < (real8)0); }
+
 /* Chan's parallel combination of two partials; a fixed function of its
  * arguments, so a fixed merge order gives bitwise-reproducible results. */
 inline real4 stat_merge(real4 a, real4 b)
@@ -120,7 +125,7 @@ inline real4 stat_block8(real8 v)
     real8 d  = v - m;
     real  ds = sum8(d);
     real  q  = sum8(d * d) - ds * ds * (real)0.125;
-    return (real4)((real)8, m, ds * (real)0.125, fmax(q, (real)0));
+    return (real4)((real)8, m, ds * (real)0.125, nonneg(q));
 }
 
 #ifndef SPAN
@@ -150,6 +155,7 @@ typedef real8 realv;
 #define STOREV(v, p, i) STORE8(v, p, i)
 #define sumv sum8
 #endif
+inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
 
 /* A lone lane's elementwise walk over out[i, i1): out[i..] = VEXPR (SPAN_VEC
  * values of an expression of i) while at least SPAN_VEC remain; i is left
@@ -227,7 +233,7 @@ inline real4 stat_span(__global const store_t *p, ulong n)
     }
     real ds = sumv(d1 + e1) + t1;
     real q  = sumv(d2 + e2) + t2 - ds * ds * ri;
-    return (real4)(rn, m, ds * ri, fmax(q, (real)0));
+    return (real4)(rn, m, ds * ri, nonneg(q));
 }
 
 inline real4 stat_one(real v)

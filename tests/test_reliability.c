@@ -162,6 +162,9 @@ static const bn_shape nf_shapes[] = {
     {"NHWC 4x8x8x6", CLNORM_BN_SPATIAL, CLNORM_NHWC, 4, {4, 8, 8, 6}, 256, 6, 1},
     {"NHWC 64x32x32x3 (columns)", CLNORM_BN_SPATIAL, CLNORM_NHWC, 4, {64, 32, 32, 3}, 65536, 3, 1},
     {"per-activation 64x10", CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, {64, 10}, 64, 10, 1},
+    {"NCHW 1x4x5x7 (one row per channel)", CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, {1, 4, 5, 7}, 1, 4, 35},
+    {"NHWC 2x2x2x1024 (channels-last one kernel)", CLNORM_BN_SPATIAL, CLNORM_NHWC, 4, {2, 2, 2, 1024}, 8,
+     1024, 1},
 };
 
 ParameterizedTestParameters(nonfinite, batchnorm)
