@@ -425,51 +425,24 @@ static cl_int stream_out(const clnorm_context *ctx, const clnorm_bn_desc *d, con
     return ctx->tune.nt && p->total * clnorm_dtype_size(d->dtype) >= ctx->tune.nt_min_bytes;
 }
 
-/* Channels last, CPUs: the whole training forward as one kernel, a
- * work-item per cf_nv vectors of channels. */
-static clnorm_status enqueue_fwd_cfused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
-                                        const bn_plan *p, const clnorm_bn_args *a)
-{
-    clnorm_status st;
-    cl_kernel     k;
-    double        M      = (double)p->O;
-    double        bessel = d->unbiased_running_var && M > 1 ? M / (M - 1) : 1.0;
-    real_arg      rM = mk_real(p, M), reps = mk_real(p, d->epsilon), rf = mk_real(p, d->exp_avg_factor);
-    real_arg      rb = mk_real(p, bessel);
-    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, nv = (cl_uint)p->cf_nv;
-    cl_ulong      xoff = a->x.offset, yoff = a->y.offset, goff = a->gamma.offset, boff = a->beta.offset;
-    cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
-    cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
-    cl_int        stream = stream_out(ctx, d, p);
-    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_FWD_CFUSED, &k));
-    clnorm_karg args[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
-                          KARG(O),          KARG(C),     KARG(nv),         KREAL(p, rM),
-                          KREAL(p, reps),   KREAL(p, rf), KREAL(p, rb),    KARG(a->gamma.mem),
-                          KARG(goff),       KARG(a->beta.mem), KARG(boff), KARG(a->saved_mean.mem),
-                          KARG(smoff),      KARG(a->saved_invstd.mem), KARG(sioff),
-                          KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff),
-                          KARG(stream)};
-    CHECK(clnorm_set_args(ctx, k, args, 24));
-    size_t g[1] = {p->C / (16 * p->cf_nv)}, l[1] = {1};
-    return clnorm_seq_run(ctx, seq, k, 1, g, l);
-}
-
-/* The whole training forward as one kernel, a work-group per channel. */
+/* The whole training forward as one kernel: a work-group per channel, or
+ * (cf_nv, channels last on CPUs) a work-item per cf_nv vectors of channels. */
 static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
                                        const bn_plan *p, const clnorm_bn_args *a)
 {
     clnorm_status st;
     cl_kernel     k;
+    int           cf     = p->cf_nv > 0;
     double        M      = (double)p->O * (double)p->I;
     double        bessel = d->unbiased_running_var && M > 1 ? M / (M - 1) : 1.0;
     real_arg      rM = mk_real(p, M), reps = mk_real(p, d->epsilon), rf = mk_real(p, d->exp_avg_factor);
     real_arg      rb = mk_real(p, bessel);
-    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I;
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)(cf ? p->cf_nv : p->I);
     cl_ulong      xoff = a->x.offset, yoff = a->y.offset, goff = a->gamma.offset, boff = a->beta.offset;
     cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
     cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
     cl_int        stream = stream_out(ctx, d, p);
-    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_FWD_FUSED, &k));
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cf ? K_FWD_CFUSED : K_FWD_FUSED, &k));
     clnorm_karg args[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
                           KARG(O),          KARG(C),     KARG(I),          KREAL(p, rM),
                           KREAL(p, reps),   KREAL(p, rf), KREAL(p, rb),    KARG(a->gamma.mem),
@@ -478,9 +451,10 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
                           KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff),
                           KARG(stream)};
     CHECK(clnorm_set_args(ctx, k, args, 24));
-    size_t g[3], l[3];
-    channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
-    return clnorm_seq_run(ctx, seq, k, 2, g, l);
+    size_t g[3] = {cf ? p->C / (16 * p->cf_nv) : 0}, l[3] = {1};
+    if (!cf)
+        channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
+    return clnorm_seq_run(ctx, seq, k, cf ? 1 : 2, g, l);
 }
 
 /* y = gamma*(x - mean)/sqrt(var + eps) + beta from per-channel vectors as
@@ -576,10 +550,8 @@ clnorm_status clnorm_bn_forward_training(clnorm_context *ctx, cl_command_queue q
         CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes + p.part_bytes, &ws, &wsoff));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
-    if (p.fused) {
+    if (p.fused || p.cf_nv) {
         CHECK_SEQ(enqueue_fwd_fused(ctx, &seq, desc, &p, args));
-    } else if (p.cf_nv) {
-        CHECK_SEQ(enqueue_fwd_cfused(ctx, &seq, desc, &p, args));
     } else {
         CHECK_SEQ(enqueue_stats(ctx, &seq, desc, &p, args, ws, wsoff));
         CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
@@ -634,7 +606,8 @@ done:
     return clnorm_seq_end(&seq, st, event);
 }
 
-/* Backward as one kernel, a work-group per channel (checks already done). */
+/* Backward as one kernel (checks already done): a work-group per channel,
+ * or a work-item per cf_nv vectors of channels, as enqueue_fwd_fused. */
 static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_queue queue,
                                     const clnorm_bn_desc *desc, const bn_plan *p,
                                     const clnorm_bn_args *args, cl_uint nwait, const cl_event *wait,
@@ -642,16 +615,17 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
 {
     clnorm_status st;
     cl_kernel     k;
+    int           cf   = p->cf_nv > 0;
     clnorm_buffer mean = frozen ? args->running_mean : args->saved_mean;
     clnorm_buffer inv  = frozen ? args->running_var : args->saved_invstd;
     real_arg      rM = mk_real(p, (double)p->O * (double)p->I), reps = mk_real(p, desc->epsilon);
     cl_int        fz = frozen;
-    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)p->I;
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)(cf ? p->cf_nv : p->I);
     cl_ulong      xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
     cl_ulong      moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
     cl_ulong      dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
     cl_int        stream = stream_out(ctx, desc, p);
-    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_FUSED, &k));
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, cf ? K_BWD_CFUSED : K_BWD_FUSED, &k));
     clnorm_karg a[] = {KARG(args->x.mem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                        KARG(args->dx.mem), KARG(dxoff), KARG(O), KARG(C), KARG(I), KREAL(p, rM),
                        KARG(fz), KREAL(p, reps), KARG(mean.mem), KARG(moff), KARG(inv.mem), KARG(ioff),
@@ -660,41 +634,10 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     CHECK(clnorm_set_args(ctx, k, a, 23));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
-    size_t g[3], l[3];
-    channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
-    st = clnorm_seq_run(ctx, &seq, k, 2, g, l);
-    return clnorm_seq_end(&seq, st, event);
-}
-
-/* Channels last, CPUs: backward as one kernel, a work-item per cf_nv
- * vectors of channels (checks already done). */
-static clnorm_status backward_cfused(clnorm_context *ctx, int frozen, cl_command_queue queue,
-                                     const clnorm_bn_desc *desc, const bn_plan *p,
-                                     const clnorm_bn_args *args, cl_uint nwait, const cl_event *wait,
-                                     cl_event *event)
-{
-    clnorm_status st;
-    cl_kernel     k;
-    clnorm_buffer mean = frozen ? args->running_mean : args->saved_mean;
-    clnorm_buffer inv  = frozen ? args->running_var : args->saved_invstd;
-    real_arg      rM = mk_real(p, (double)p->O), reps = mk_real(p, desc->epsilon);
-    cl_int        fz = frozen;
-    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, nv = (cl_uint)p->cf_nv;
-    cl_ulong      xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
-    cl_ulong      moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
-    cl_ulong      dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
-    cl_int        stream = stream_out(ctx, desc, p);
-    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_CFUSED, &k));
-    clnorm_karg a[] = {KARG(args->x.mem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
-                       KARG(args->dx.mem), KARG(dxoff), KARG(O), KARG(C), KARG(nv), KREAL(p, rM),
-                       KARG(fz), KREAL(p, reps), KARG(mean.mem), KARG(moff), KARG(inv.mem), KARG(ioff),
-                       KARG(args->gamma.mem), KARG(goff), KARG(args->dgamma.mem), KARG(dgoff),
-                       KARG(args->dbeta.mem), KARG(dboff), KARG(stream)};
-    CHECK(clnorm_set_args(ctx, k, a, 23));
-    clnorm_seq seq;
-    CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
-    size_t g[1] = {p->C / (16 * p->cf_nv)}, l[1] = {1};
-    st = clnorm_seq_run(ctx, &seq, k, 1, g, l);
+    size_t g[3] = {cf ? p->C / (16 * p->cf_nv) : 0}, l[3] = {1};
+    if (!cf)
+        channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
+    st = clnorm_seq_run(ctx, &seq, k, cf ? 1 : 2, g, l);
     return clnorm_seq_end(&seq, st, event);
 }
 
@@ -723,10 +666,8 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
     CHECK(check_vec(ctx, &p, frozen ? "running_var" : "saved_invstd", inv, 1));
     CHECK(ready(ctx, desc));
 
-    if (need_sums && need_x && p.fused)
+    if (need_sums && need_x && (p.fused || p.cf_nv))
         return backward_fused(ctx, frozen, queue, desc, &p, args, nwait, wait, event);
-    if (need_sums && need_x && p.cf_nv)
-        return backward_cfused(ctx, frozen, queue, desc, &p, args, nwait, wait, event);
     if (!need_sums && p.fused) {
         /* frozen dx alone: gamma/sqrt(var + eps) * dy */
         clnorm_seq    seq;
