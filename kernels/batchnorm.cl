@@ -984,16 +984,17 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
     NT_FENCE(stream);
 }
 
-/* ---- channels last, CPUs, fused: a work-item owns nv*SPAN_VEC whole
- * channels (columns; C % SPAN_VEC == 0) and walks all O rows of them twice:
- * the statistics by two-pass blocks of COL_BLOCK rows with the running state
- * in registers (as bn_stats_cstream), then y in reverse row order while the
- * block of columns is still in cache. For per-activation and channels-last
- * tensors whose column block fits the cache (the host checks). */
-#define CF_MAXV 4
+/* ---- channels last, CPUs, fused: a work-item owns cw (<= 64) whole
+ * channels (columns; C % 16 == 0; the last work-item may have fewer) and
+ * walks all O rows of them twice: the statistics by two-pass blocks of
+ * COL_BLOCK rows with the running state in registers (as bn_stats_cstream),
+ * then y in reverse row order while the block of columns is still in cache.
+ * For per-activation and channels-last tensors whose column block fits the
+ * cache (the host checks). */
+#define CF_MAXV (64 / SPAN_VEC)
 
 __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                            uint O, uint C, uint nv, real M, real eps, real f, real bessel,
+                            uint O, uint C, uint cw, real M, real eps, real f, real bessel,
                             __global const real *gamma, ulong goff,
                             __global const real *beta, ulong boff,
                             __global real *smean, ulong smoff,
@@ -1001,9 +1002,10 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
                             __global real *rmean, ulong rmoff,
                             __global real *rvar, ulong rvoff, int stream)
 {
-    uint j0 = get_global_id(0) * nv * SPAN_VEC;
+    uint j0 = get_global_id(0) * cw;
     if (j0 >= C)
         return;
+    uint nv = min(cw, C - j0) / SPAN_VEC; /* vectors of channels this work-item owns */
     x += xoff + j0;
     y += yoff + j0;
     realv hi[CF_MAXV], lo[CF_MAXV], m2[CF_MAXV];
@@ -1083,7 +1085,7 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
  * in reverse row order while cache-hot. frozen: the running statistics, dx
  * = gamma*invstd*dy. */
 __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global const store_t *dy,
-                            ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint nv,
+                            ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint cw,
                             real M, int frozen, real eps,
                             __global const real *mean, ulong moff,
                             __global const real *inv_src, ulong ioff,
@@ -1091,9 +1093,10 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
                             __global real *dgamma, ulong dgoff,
                             __global real *dbeta, ulong dboff, int stream)
 {
-    uint j0 = get_global_id(0) * nv * SPAN_VEC;
+    uint j0 = get_global_id(0) * cw;
     if (j0 >= C)
         return;
+    uint nv = min(cw, C - j0) / SPAN_VEC; /* vectors of channels this work-item owns */
     x += xoff + j0;
     dy += dyoff + j0;
     dx += dxoff + j0;

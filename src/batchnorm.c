@@ -43,7 +43,8 @@ typedef struct bn_plan {
     size_t coef_bytes, part_bytes, part_off, state_off, state_bytes;
     int    stream;        /* CPU column stream: a work-item owns whole rows */
     int    fused;         /* one work-group per channel does the whole op */
-    size_t cf_nv;         /* > 0: channels-last fused (CPUs), cf_nv vectors of channels per work-item */
+    size_t cf_nv;         /* > 0: channels-last fused (CPUs), 16*cf_nv channels per work-item (the
+                           * last one may have fewer) */
     size_t psize;         /* bytes of one parameter (float or double) */
 } bn_plan;
 
@@ -426,7 +427,7 @@ static cl_int stream_out(const clnorm_context *ctx, const clnorm_bn_desc *d, con
 }
 
 /* The whole training forward as one kernel: a work-group per channel, or
- * (cf_nv, channels last on CPUs) a work-item per cf_nv vectors of channels. */
+ * (cf_nv, channels last on CPUs) a work-item per 16*cf_nv channels. */
 static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
                                        const bn_plan *p, const clnorm_bn_args *a)
 {
@@ -437,7 +438,7 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
     double        bessel = d->unbiased_running_var && M > 1 ? M / (M - 1) : 1.0;
     real_arg      rM = mk_real(p, M), reps = mk_real(p, d->epsilon), rf = mk_real(p, d->exp_avg_factor);
     real_arg      rb = mk_real(p, bessel);
-    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)(cf ? p->cf_nv : p->I);
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)(cf ? 16 * p->cf_nv : p->I);
     cl_ulong      xoff = a->x.offset, yoff = a->y.offset, goff = a->gamma.offset, boff = a->beta.offset;
     cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
     cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
@@ -451,7 +452,7 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
                           KARG(a->running_mean.mem), KARG(rmoff), KARG(a->running_var.mem), KARG(rvoff),
                           KARG(stream)};
     CHECK(clnorm_set_args(ctx, k, args, 24));
-    size_t g[3] = {cf ? p->C / (16 * p->cf_nv) : 0}, l[3] = {1};
+    size_t g[3] = {cf ? clnorm_div_up(p->C, 16 * p->cf_nv) : 0}, l[3] = {1};
     if (!cf)
         channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     return clnorm_seq_run(ctx, seq, k, cf ? 1 : 2, g, l);
@@ -607,7 +608,7 @@ done:
 }
 
 /* Backward as one kernel (checks already done): a work-group per channel,
- * or a work-item per cf_nv vectors of channels, as enqueue_fwd_fused. */
+ * or a work-item per 16*cf_nv channels, as enqueue_fwd_fused. */
 static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_queue queue,
                                     const clnorm_bn_desc *desc, const bn_plan *p,
                                     const clnorm_bn_args *args, cl_uint nwait, const cl_event *wait,
@@ -620,7 +621,7 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     clnorm_buffer inv  = frozen ? args->running_var : args->saved_invstd;
     real_arg      rM = mk_real(p, (double)p->O * (double)p->I), reps = mk_real(p, desc->epsilon);
     cl_int        fz = frozen;
-    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)(cf ? p->cf_nv : p->I);
+    cl_uint       O = (cl_uint)p->O, C = (cl_uint)p->C, I = (cl_uint)(cf ? 16 * p->cf_nv : p->I);
     cl_ulong      xoff = args->x.offset, dyoff = args->dy.offset, dxoff = args->dx.offset;
     cl_ulong      moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
     cl_ulong      dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
@@ -634,7 +635,7 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     CHECK(clnorm_set_args(ctx, k, a, 23));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
-    size_t g[3] = {cf ? p->C / (16 * p->cf_nv) : 0}, l[3] = {1};
+    size_t g[3] = {cf ? clnorm_div_up(p->C, 16 * p->cf_nv) : 0}, l[3] = {1};
     if (!cf)
         channel_launch(ctx, p->C, 1, p->O * p->I, g, l);
     st = clnorm_seq_run(ctx, &seq, k, cf ? 1 : 2, g, l);

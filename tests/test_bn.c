@@ -295,6 +295,9 @@ static bn_case cases[] = {
     {"mean 1e6 NHWC C=256", SP, NHWC, 4, {8, 16, 16, 256}, DATA_MEAN_1E6, 1, 1},
     {"outlier first NHWC C=512", SP, NHWC, 4, {3, 7, 9, 512}, DATA_OUTLIER_FIRST, 1, 1},
     {"constant channel per-activation 37x1024", PA, NCHW, 2, {37, 1024}, DATA_CONSTANT, 1, 1},
+    /* C a multiple of 16 but not of 64: the last work-item owns fewer channels */
+    {"per-activation 6x6x6x6x6", PA, NHWC, 5, {6, 6, 6, 6, 6}, DATA_NORMAL, 1, 1},
+    {"NHWC 3x2x5x1040", SP, NHWC, 4, {3, 2, 5, 1040}, DATA_MEAN_1E4, 1, 1},
 };
 
 ParameterizedTestParameters(bn, grid)
