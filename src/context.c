@@ -270,9 +270,15 @@ static void choose_tuning(clnorm_context *ctx)
     ctx->tune.nt = cpu && strstr(ctx->info.platform_name, "Portable Computing Language") != NULL &&
                    getenv("CLNORM_NO_NT") == NULL;
     ctx->tune.nt_min_bytes = (size_t)16 << 20;
-    const char *smin       = getenv("CLNORM_STREAM_MIN_BYTES"); /* tests: the streaming paths on small shapes */
-    if (smin && *smin)
-        ctx->tune.nt_min_bytes = (size_t)strtoull(smin, NULL, 10);
+    /* tests: the streaming paths on small shapes; a value that is not a
+     * plain decimal number is ignored */
+    const char *smin = getenv("CLNORM_STREAM_MIN_BYTES");
+    if (smin && *smin >= '0' && *smin <= '9') {
+        char              *end;
+        unsigned long long v = strtoull(smin, &end, 10);
+        if (*end == '\0')
+            ctx->tune.nt_min_bytes = (size_t)v;
+    }
     if (cpu) {
         /* PoCL runs work-groups on threads and vectorizes inside a work-item's
          * explicit vectors: coarse work-items over contiguous data. */
