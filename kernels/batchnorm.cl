@@ -430,23 +430,23 @@ inline void sum8_add(real8 *s, real8 *c, real8 v)
 inline void sums8_fold(__global real *s1, __global real *s2, __global real *c1, __global real *c2, uint j,
                        real8 a, real8 b)
 {
-    real8 sa = vload8(0, s1 + j), ca = vload8(0, c1 + j);
-    real8 sb = vload8(0, s2 + j), cb = vload8(0, c2 + j);
+    real8 sa = GLD(real, 8, s1 + j), ca = GLD(real, 8, c1 + j);
+    real8 sb = GLD(real, 8, s2 + j), cb = GLD(real, 8, c2 + j);
     sum8_add(&sa, &ca, a);
     sum8_add(&sb, &cb, b);
-    vstore8(sa, 0, s1 + j);
-    vstore8(ca, 0, c1 + j);
-    vstore8(sb, 0, s2 + j);
-    vstore8(cb, 0, c2 + j);
+    GST(real, 8, sa, s1 + j);
+    GST(real, 8, ca, c1 + j);
+    GST(real, 8, sb, s2 + j);
+    GST(real, 8, cb, c2 + j);
 }
 
 /* Coefficients of 8 neighbouring channels as four vectors. */
 inline void coef8(__global const real *coef, uint C, uint c, real8 *k0, real8 *k1, real8 *k2, real8 *k3)
 {
-    *k0 = vload8(0, coef + c);
-    *k1 = vload8(0, coef + C + c);
-    *k2 = vload8(0, coef + 2 * C + c);
-    *k3 = vload8(0, coef + 3 * C + c);
+    *k0 = GLD(real, 8, coef + c);
+    *k1 = GLD(real, 8, coef + C + c);
+    *k2 = GLD(real, 8, coef + 2 * C + c);
+    *k3 = GLD(real, 8, coef + 3 * C + c);
 }
 
 /* ---- CPU column streams: one work-item owns a run of whole rows ----------
@@ -514,17 +514,17 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
             }
             real8 blo = d1 * ri, bm2 = nonneg8(d2 - d1 * d1 * ri);
             if (n == (real)0) {
-                vstore8(m, 0, hi + j);
-                vstore8(blo, 0, lo + j);
-                vstore8(bm2, 0, m2 + j);
+                GST(real, 8, m, hi + j);
+                GST(real, 8, blo, lo + j);
+                GST(real, 8, bm2, m2 + j);
             } else {
-                real8 h = vload8(0, hi + j), l = vload8(0, lo + j);
+                real8 h = GLD(real, 8, hi + j), l = GLD(real, 8, lo + j);
                 real8 delta = (m - h) + (blo - l);
-                vstore8(vload8(0, m2 + j) + bm2 + delta * delta * wa, 0, m2 + j);
+                GST(real, 8, GLD(real, 8, m2 + j) + bm2 + delta * delta * wa, m2 + j);
                 real8 t  = l + delta * wb;
                 real8 sm = h + t, bb = sm - h;
-                vstore8((h - (sm - bb)) + (t - bb), 0, lo + j);
-                vstore8(sm, 0, hi + j);
+                GST(real, 8, (h - (sm - bb)) + (t - bb), lo + j);
+                GST(real, 8, sm, hi + j);
             }
         }
         for (; j < W; ++j) {
@@ -582,7 +582,7 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
 #endif
             }
             for (; j + 8 <= W; j += 8) {
-                real8 m = vload8(0, mean + j), a = (real8)0, b = (real8)0;
+                real8 m = GLD(real, 8, mean + j), a = (real8)0, b = (real8)0;
                 for (uint r = 0; r < nb; ++r) {
                     ulong e = base + (ulong)r * W + j;
                     real8 d = LOAD8(dy, e);
@@ -1162,3 +1162,7 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
     }
     NT_FENCE(nt);
 }
+
+#ifdef CLNORM_VCAST_REGION
+#pragma clang attribute pop
+#endif

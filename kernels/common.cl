@@ -3,6 +3,7 @@
 
 /* Storage type: chosen with -DCLNORM_DTYPE_*. real is the compute and
  * accumulation type (fp32, or fp64 for fp64 storage). */
+
 #if defined(CLNORM_DTYPE_F64)
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 typedef double  real;
@@ -12,11 +13,11 @@ typedef double8 real8;
 typedef double16 real16;
 typedef double  store_t;
 #define LOAD1(p, i)     ((p)[i])
-#define LOAD8(p, i)     vload8(0, (p) + (i))
-#define LOAD16(p, i)    vload16(0, (p) + (i))
+#define LOAD8(p, i)     GLD(real, 8, (p) + (i))
+#define LOAD16(p, i)    GLD(real, 16, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
-#define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
-#define STORE16(v, p, i) vstore16((v), 0, (p) + (i))
+#define STORE8(v, p, i) GST(real, 8, (v), (p) + (i))
+#define STORE16(v, p, i) GST(real, 16, (v), (p) + (i))
 #else
 typedef float  real;
 typedef float2 real2;
@@ -47,10 +48,10 @@ inline uint8 bf16_bits8(uint8 u)
     return select(r, nan, (int8)((u & (uint8)0x7fffffffu) > (uint8)0x7f800000u));
 }
 #define LOAD1(p, i)     as_float((uint)(p)[i] << 16)
-#define LOAD8(p, i)     as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
-#define LOAD16(p, i)    as_float16(convert_uint16(vload16(0, (p) + (i))) << 16)
+#define LOAD8(p, i)     as_float8(convert_uint8(GLD(ushort, 8, (p) + (i))) << 16)
+#define LOAD16(p, i)    as_float16(convert_uint16(GLD(ushort, 16, (p) + (i))) << 16)
 #define STORE1(v, p, i) ((p)[i] = (ushort)bf16_bits(as_uint(v)))
-#define STORE8(v, p, i) vstore8(convert_ushort8(bf16_bits8(as_uint8(v))), 0, (p) + (i))
+#define STORE8(v, p, i) GST(ushort, 8, convert_ushort8(bf16_bits8(as_uint8(v))), (p) + (i))
 #define STORE16(v, p, i)                       \
     do {                                       \
         real16 v16_ = (v);                     \
@@ -60,12 +61,40 @@ inline uint8 bf16_bits8(uint8 u)
 #else
 typedef float store_t;
 #define LOAD1(p, i)     ((p)[i])
-#define LOAD8(p, i)     vload8(0, (p) + (i))
-#define LOAD16(p, i)    vload16(0, (p) + (i))
+#define LOAD8(p, i)     GLD(real, 8, (p) + (i))
+#define LOAD16(p, i)    GLD(real, 16, (p) + (i))
 #define STORE1(v, p, i) ((p)[i] = (v))
-#define STORE8(v, p, i) vstore8((v), 0, (p) + (i))
-#define STORE16(v, p, i) vstore16((v), 0, (p) + (i))
+#define STORE8(v, p, i) GST(real, 8, (v), (p) + (i))
+#define STORE16(v, p, i) GST(real, 16, (v), (p) + (i))
 #endif
+#endif
+
+/* Vector loads and stores of global memory at element-aligned addresses.
+ * With CLNORM_VCAST (PoCL, whose compiler is clang) they go through vector
+ * types of element alignment: PoCL's vloadn/vstoren access element by
+ * element, and its compiler often fuses those only into 8-byte pieces, so
+ * that an apply loop spent more instructions reassembling vectors than its
+ * memory traffic took; this way each is one full-width access. may_alias:
+ * they share memory with scalar accesses of the same buffers. Elsewhere
+ * (or with -DCLNORM_NO_VCAST, for A/B), vloadn/vstoren. A value from them
+ * has the element alignment in its type: streaming stores cast it back to
+ * the aligned vector type, or clang would split them into 8-byte ones. */
+#if defined(CLNORM_VCAST) && !defined(CLNORM_NO_VCAST)
+typedef real   vc_real8 __attribute__((ext_vector_type(8), aligned(sizeof(real)), may_alias));
+typedef real   vc_real16 __attribute__((ext_vector_type(16), aligned(sizeof(real)), may_alias));
+typedef ushort vc_ushort8 __attribute__((ext_vector_type(8), aligned(2), may_alias));
+typedef ushort vc_ushort16 __attribute__((ext_vector_type(16), aligned(2), may_alias));
+/* vloadn16 returns a 16-wide vector, which made every caller's vectors legal
+ * at 512 bits; without it, clang would split them into 256-bit halves on
+ * CPUs that prefer those. Every function here keeps the full width (the
+ * family source ends the region). */
+#pragma clang attribute push(__attribute__((min_vector_width(512))), apply_to = function)
+#define CLNORM_VCAST_REGION 1
+#define GLD(t, n, q)    (*(__global const vc_##t##n *)(q))
+#define GST(t, n, v, q) (*(__global vc_##t##n *)(q) = (v))
+#else
+#define GLD(t, n, q)    vload##n(0, q)
+#define GST(t, n, v, q) vstore##n((v), 0, q)
 #endif
 
 /* Streaming stores (CLNORM_NT builds: clang-based CPU compilers, fp32
@@ -143,15 +172,15 @@ inline real sum16(real16 v) { return sum8(v.lo + v.hi); }
 #if SPAN_VEC == 16
 typedef real16 realv;
 #define LOADV(p, i) LOAD16(p, i)
-#define VLOADV(q) vload16(0, q)
-#define VSTOREV(v, q) vstore16(v, 0, q)
+#define VLOADV(q) GLD(real, 16, q)
+#define VSTOREV(v, q) GST(real, 16, v, q)
 #define STOREV(v, p, i) STORE16(v, p, i)
 #define sumv sum16
 #else
 typedef real8 realv;
 #define LOADV(p, i) LOAD8(p, i)
-#define VLOADV(q) vload8(0, q)
-#define VSTOREV(v, q) vstore8(v, 0, q)
+#define VLOADV(q) GLD(real, 8, q)
+#define VSTOREV(v, q) GST(real, 8, v, q)
 #define STOREV(v, p, i) STORE8(v, p, i)
 #define sumv sum8
 #endif
@@ -171,14 +200,14 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
         for (h_ = min((ulong)(i1), (ulong)(i) + h_ / sizeof(store_t)); (i) < h_; ++(i))      \
             STORE1(SEXPR, out, i);                                                         \
         for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC)                                    \
-            __builtin_nontemporal_store(VEXPR, (__global realv *)((out) + (i)));             \
+            __builtin_nontemporal_store((realv)(VEXPR), (__global realv *)((out) + (i)));     \
     } else                                                                                 \
         for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC)                                    \
             STOREV(VEXPR, out, i)
 /* One streaming store of 8 values at a 32-byte aligned address. */
-#define STORE8_NT(v, p, i) __builtin_nontemporal_store((v), (__global real8 *)((p) + (i)))
+#define STORE8_NT(v, p, i) __builtin_nontemporal_store((real8)(v), (__global real8 *)((p) + (i)))
 /* ... and of SPAN_VEC values at a vector-aligned address. */
-#define STOREV_NT(v, p, i) __builtin_nontemporal_store((v), (__global realv *)((p) + (i)))
+#define STOREV_NT(v, p, i) __builtin_nontemporal_store((realv)(v), (__global realv *)((p) + (i)))
 #define NT_FENCE(nt)                       \
     do {                                   \
         if (nt)                            \

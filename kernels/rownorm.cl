@@ -104,7 +104,7 @@ inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
     for (; i + 8 <= i1; i += step) {
         real8 d = LOAD8(dy, i);
         if (gamma)
-            d *= vload8(0, gamma + goff + i);
+            d *= GLD(real, 8, gamma + goff + i);
         acc = sum2_add(acc, (real2)(sum8(d), sum8(d * (LOAD8(x, i) - m))));
     }
     for (; i < i1; ++i) {
@@ -191,8 +191,8 @@ inline void fwd_apply(__global const store_t *xr, __global store_t *yr, __global
                   (beta ? beta[boff + i] : (real)0));
     }
     for (; i + 8 <= i1; i += step) {
-        real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
-        real8 b = beta ? vload8(0, beta + boff + i) : (real8)0;
+        real8 g = gamma ? GLD(real, 8, gamma + goff + i) : (real8)1;
+        real8 b = beta ? GLD(real, 8, beta + boff + i) : (real8)0;
         STORE8(((LOAD8(xr, i) - k.x) - k.y) * (k.z * g) + b, yr, i);
     }
     for (; i < i1; ++i) {
@@ -342,8 +342,8 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
     coef += cofs;
     if (!percol && j + 8 <= L) {
         real4 k = coef[(r / rdiv) * rstride];
-        real8 g = gamma ? vload8(0, gamma + goff + j) : (real8)1;
-        real8 b = beta ? vload8(0, beta + boff + j) : (real8)0;
+        real8 g = gamma ? GLD(real, 8, gamma + goff + j) : (real8)1;
+        real8 b = beta ? GLD(real, 8, beta + boff + j) : (real8)0;
         STORE8(((LOAD8(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
         return;
     }
@@ -443,13 +443,13 @@ inline void col_add8(__global real *ca, ulong L, ulong i, real8 d, real8 xh, int
 {
     __global real *pg = ca + i, *pb = ca + L + i;
     if (start) {
-        vstore8(d * xh, 0, pg);
+        GST(real, 8, d * xh, pg);
         if (!rms)
-            vstore8(d, 0, pb);
+            GST(real, 8, d, pb);
     } else {
-        vstore8(fma(d, xh, vload8(0, pg)), 0, pg);
+        GST(real, 8, fma(d, xh, GLD(real, 8, pg)), pg);
         if (!rms)
-            vstore8(vload8(0, pb) + d, 0, pb);
+            GST(real, 8, GLD(real, 8, pb) + d, pb);
     }
 }
 
@@ -468,15 +468,15 @@ inline void col_fold(__global real *ca, ulong L, uint first, uint step, int init
     for (int pl = 0; pl < (rms ? 1 : 2); ++pl) {
         __global real *pb = ca + pl * L, *ps = ca + (2 + 2 * pl) * L;
         for (i = first; i + 8 <= L; i += step) {
-            real8 v = vload8(0, pb + i);
+            real8 v = GLD(real, 8, pb + i);
             if (init) {
-                vstore8(v, 0, ps + i);
-                vstore8((real8)0, 0, ps + L + i);
+                GST(real, 8, v, ps + i);
+                GST(real, 8, (real8)0, ps + L + i);
             } else {
-                real8 sv = vload8(0, ps + i), cv = vload8(0, ps + L + i);
+                real8 sv = GLD(real, 8, ps + i), cv = GLD(real, 8, ps + L + i);
                 nsum8(&sv, &cv, v);
-                vstore8(sv, 0, ps + i);
-                vstore8(cv, 0, ps + L + i);
+                GST(real, 8, sv, ps + i);
+                GST(real, 8, cv, ps + L + i);
             }
         }
         for (; i < L; ++i) {
@@ -555,7 +555,7 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
               (k.z * (gamma ? gamma[goff + i] : (real)1)) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y);
     }
     for (; i + 8 <= L; i += step) {
-        real8 g = gamma ? vload8(0, gamma + goff + i) : (real8)1;
+        real8 g = gamma ? GLD(real, 8, gamma + goff + i) : (real8)1;
         real8 d = LOAD8(dyr, i), xv = LOAD8(xr, i);
         STORE8((k.z * g) * d - k.w - (xv - k.x) * k.y, dxr, i);
         if (ca)
@@ -821,7 +821,7 @@ __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_
     coef += cofs;
     if (!percol && j + 8 <= L) {
         real4 k = coef[(r / rdiv) * rstride];
-        real8 g = gamma ? vload8(0, gamma + goff + j) : (real8)1;
+        real8 g = gamma ? GLD(real, 8, gamma + goff + j) : (real8)1;
         STORE8((k.z * g) * LOAD8(dy, e) - k.w - (LOAD8(x, e) - k.x) * k.y, dx, e);
         return;
     }
@@ -944,3 +944,7 @@ __kernel void rn_col_combine(__global const real4 *part, ulong poff, ulong K, ul
     if (dbeta)
         dbeta[dboff + j] = acc.y + acc.w;
 }
+
+#ifdef CLNORM_VCAST_REGION
+#pragma clang attribute pop
+#endif

@@ -269,6 +269,11 @@ static void choose_tuning(clnorm_context *ctx)
      * soon from the cache, which such stores would bypass. */
     ctx->tune.nt = cpu && strstr(ctx->info.platform_name, "Portable Computing Language") != NULL &&
                    getenv("CLNORM_NO_NT") == NULL;
+    /* PoCL's vloadn/vstoren go element by element and its compiler often
+     * rebuilds them only in 8-byte pieces; its kernels load and store
+     * vectors through clang vector types instead (common.cl). A/B:
+     * CLNORM_BUILD_OPTIONS=-DCLNORM_NO_VCAST. */
+    ctx->tune.vcast = strstr(ctx->info.platform_name, "Portable Computing Language") != NULL;
     ctx->tune.nt_min_bytes = (size_t)16 << 20;
     /* tests: the streaming paths on small shapes; a value that is not a
      * plain decimal number is ignored */

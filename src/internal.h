@@ -34,6 +34,8 @@ typedef struct clnorm_tuning {
     size_t   cfuse_max_block;   /* channels-last fused (CPUs): bytes of one work-item's columns */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
     int      nt;                /* streaming stores built in (-DCLNORM_NT): clang-based CPU compilers */
+    int      vcast;             /* vector loads/stores through element-aligned vector types
+                                 * (-DCLNORM_VCAST): PoCL */
     size_t   nt_min_bytes;      /* outputs this large are written with them */
     char     extra_options[256];/* CLNORM_BUILD_OPTIONS at creation */
 } clnorm_tuning;

@@ -178,8 +178,9 @@ static clnorm_status build_program(clnorm_context *ctx, enum clnorm_family famil
     char options[512];
     /* CLNORM_BUILD_OPTIONS (read at context creation) appends -D overrides of
      * the kernels' tunables, for experiments; they are part of the cache key */
-    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DLX=%u%s %s", dtype_define(dtype), ctx->tune.lx,
-             ctx->tune.nt ? " -DCLNORM_NT" : "", ctx->tune.extra_options);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DLX=%u%s%s %s", dtype_define(dtype), ctx->tune.lx,
+             ctx->tune.nt ? " -DCLNORM_NT" : "", ctx->tune.vcast ? " -DCLNORM_VCAST" : "",
+             ctx->tune.extra_options);
 
     const char *srcs[2] = {clnorm_kernel_common, family_source(family)};
     char        dir[4096], path[4200];
