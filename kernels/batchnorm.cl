@@ -798,6 +798,21 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
     return acc;
 }
 
+/* The rows of channel c + 1 that the second walk's row r prefetches: in
+ * the last rows of the walk, the first rows of the next channel (the next
+ * work-group, which PoCL's threads mostly take in order), up to PF_BYTES of
+ * them; as an offset into the tensor, 0 for none. Only with streaming
+ * stores, which leave the cache to the data being read. */
+inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, int stream)
+{
+    if (!HAVE_NT || !stream || PF_BYTES == 0 || c + 1 >= C)
+        return 0;
+    uint n = (uint)min((ulong)O, max((ulong)1, (ulong)PF_BYTES / ((ulong)I * sizeof(store_t))));
+    if (r + n < O)
+        return 0;
+    return ((ulong)(r + n - O) * C + c + 1) * I;
+}
+
 __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                            uint O, uint C, uint I, real M, real eps, real f, real bessel,
                            __global const real *gamma, ulong goff,
@@ -835,7 +850,9 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
 #if LX == 1
-        WALKV(i, I, y + base, stream, bn_applyv(LOADV(x, base + i), k), bn_apply1(LOAD1(x, base + i), k));
+        ulong pf = next_rows(r, O, C, c, I, stream);
+        WALKV(i, I, y + base, stream, pf ? x + pf : NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
+              bn_apply1(LOAD1(x, base + i), k));
 #endif
         for (; i + 8 <= I; i += 8 * LX)
             STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);
@@ -930,7 +947,9 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
         if (frozen) {
             /* frozen dx is gamma*invstd*dy and never looks at x */
 #if LX == 1
-            WALKV(i, I, dx + base, stream, k.z * LOADV(dy, base + i), k.z * LOAD1(dy, base + i));
+            ulong pf = next_rows(r, O, C, c, I, stream);
+            WALKV(i, I, dx + base, stream, pf ? dy + pf : NOPF, NOPF, k.z * LOADV(dy, base + i),
+                  k.z * LOAD1(dy, base + i));
 #endif
             for (; i + 8 <= I; i += 8 * LX)
                 STORE8(k.z * LOAD8(dy, base + i), dx, base + i);
@@ -939,7 +958,9 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
             continue;
         }
 #if LX == 1
-        WALKV(i, I, dx + base, stream, bn_dxv(LOADV(dy, base + i), LOADV(x, base + i), k),
+        ulong pf = next_rows(r, O, C, c, I, stream);
+        WALKV(i, I, dx + base, stream, pf ? x + pf : NOPF, pf ? dy + pf : NOPF,
+              bn_dxv(LOADV(dy, base + i), LOADV(x, base + i), k),
               bn_dx1(LOAD1(dy, base + i), LOAD1(x, base + i), k));
 #endif
         for (; i + 8 <= I; i += 8 * LX)
@@ -974,7 +995,8 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
 #if LX == 1
-        WALKV(i, I, y + base, stream, bn_applyv(LOADV(x, base + i), k), bn_apply1(LOAD1(x, base + i), k));
+        WALKV(i, I, y + base, stream, NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
+              bn_apply1(LOAD1(x, base + i), k));
 #endif
         for (; i + 8 <= I; i += 8 * LX)
             STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);

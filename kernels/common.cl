@@ -192,15 +192,33 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
  * vectors go out as streaming stores, after plain stores (SEXPR, one value
  * of i) up to a vector-aligned address. A macro, so the expressions inline.
  * A kernel that may have used streaming stores ends with NT_FENCE(nt). */
+/* The streaming walk also prefetches pfa[i] and pfb[i] (when not NOPF):
+ * the next unit of work, by a kernel that knows it. A walk that writes from
+ * cache leaves the memory's read side idle; this way the next unit's reads
+ * are in flight meanwhile, the overlap a plain copy gets for free. Into L2,
+ * and no more than PF_BYTES of a unit ahead, so as not to evict the data
+ * the walk is still to write from. A/B: -DPF_BYTES=0 turns it off. */
+#define NOPF ((__global const store_t *)0)
+#ifndef PF_BYTES
+#define PF_BYTES (512 * 1024)
+#endif
 #if HAVE_NT
-#define WALKV(i, i1, out, nt, VEXPR, SEXPR)                                                    \
+#define PREFETCH(p, i)                                \
+    do {                                              \
+        if (p)                                        \
+            __builtin_prefetch((p) + (i), 0, 2);      \
+    } while (0)
+#define WALKV(i, i1, out, nt, pfa, pfb, VEXPR, SEXPR)                                          \
     if (nt) {                                                                              \
         ulong h_ = ((ulong)sizeof(realv) - ((ulong)((out) + (i)) & (sizeof(realv) - 1))) &   \
                    (sizeof(realv) - 1);                                                    \
         for (h_ = min((ulong)(i1), (ulong)(i) + h_ / sizeof(store_t)); (i) < h_; ++(i))      \
             STORE1(SEXPR, out, i);                                                         \
-        for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC)                                    \
+        for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC) {                                  \
+            PREFETCH(pfa, i);                                                              \
+            PREFETCH(pfb, i);                                                              \
             __builtin_nontemporal_store((realv)(VEXPR), (__global realv *)((out) + (i)));     \
+        }                                                                                  \
     } else                                                                                 \
         for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC)                                    \
             STOREV(VEXPR, out, i)
@@ -214,7 +232,7 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
             mem_fence(CLK_GLOBAL_MEM_FENCE); \
     } while (0)
 #else
-#define WALKV(i, i1, out, nt, VEXPR, SEXPR)             \
+#define WALKV(i, i1, out, nt, pfa, pfb, VEXPR, SEXPR)   \
     for (; (i) + SPAN_VEC <= (i1); (i) += SPAN_VEC) \
         STOREV(VEXPR, out, i)
 #define STORE8_NT(v, p, i) STORE8(v, p, i)

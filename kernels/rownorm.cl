@@ -158,6 +158,14 @@ inline real4 bwd_coef(real sg, real sy, real m, real inv, real n, int rms)
  * They are separate kernels so that no barrier ever sits in a loop that
  * lanes leave at different times. Tasks per lane or work-group: tpi. */
 #define ITEM_TASK(t) (((ulong)get_group_id(0) * tpi + (t)) * LX + get_local_id(0))
+/* Offset of the row a lane of an *_items kernel takes after task t, for
+ * the streaming walks' prefetch; 0 for none (no next row, no streaming, or
+ * rows over PF_BYTES). Uses the kernel's tpi and stream. */
+#define NEXT_ROW(t, R, L)                                                                       \
+    ((HAVE_NT && stream && (L) * sizeof(store_t) <= PF_BYTES && (t) + 1 < tpi &&                 \
+      ITEM_TASK((t) + 1) < (R))                                                                 \
+         ? ITEM_TASK((t) + 1) * (L)                                                             \
+         : 0)
 #define GROUP_TASKS(count) \
     ulong t0 = (ulong)get_group_id(0) * tpi, nt = t0 < (count) ? min((ulong)tpi, (count) - t0) : 0
 
@@ -181,10 +189,10 @@ inline real4 fwd_coef(__global real *mean, ulong moff, __global real *inv, ulong
 /* y = ((x - hi) - lo)*inv*g + b over the lane's blocks of [i, i1). */
 inline void fwd_apply(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
                       ulong goff, __global const real *beta, ulong boff, ulong i, ulong i1, uint step,
-                      real4 k, int stream)
+                      real4 k, int stream, __global const store_t *pf)
 {
     if (step == 8) { /* a lone lane: the span walks' vector width */
-        WALKV(i, i1, yr, stream,
+        WALKV(i, i1, yr, stream, pf, NOPF,
               ((LOADV(xr, i) - k.x) - k.y) * (k.z * (gamma ? VLOADV(gamma + goff + i) : (realv)1)) +
                   (beta ? VLOADV(beta + boff + i) : (realv)0),
               ((LOAD1(xr, i) - k.x) - k.y) * (k.z * (gamma ? gamma[goff + i] : (real)1)) +
@@ -220,7 +228,9 @@ __kernel void rn_fwd_items(FWD_ARGS)
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = range_stats(xr, 0, L, 0, 8, rms);
         real4 k = fwd_coef(mean, moff, inv, ioff, r, L, 0, rms, eps, acc);
-        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, 0, L, 8, k, stream);
+        ulong nx = NEXT_ROW(t, R, L);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, 0, L, 8, k, stream,
+                  nx ? x + xoff + nx : NOPF);
     }
     NT_FENCE(stream);
 }
@@ -235,7 +245,7 @@ __kernel void rn_fwd_groups(FWD_ARGS)
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, rms), rms);
         real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);
-        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * LX, k, 0);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * LX, k, 0, NOPF);
     }
 }
 
@@ -373,7 +383,8 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
 inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
                           ulong goff, __global const real *beta, ulong boff, __global real *mean,
                           ulong moff, __global real *inv, ulong ioff, ulong r, ulong G, ulong cpg,
-                          ulong Sp, uint first, uint step, real eps, real4 acc, int stream)
+                          ulong Sp, uint first, uint step, real eps, real4 acc, int stream,
+                          __global const store_t *pf)
 {
     real4 k = row_coef(acc, (real)(cpg * Sp), eps, 0);
     if (first == 0) {
@@ -388,7 +399,7 @@ inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __gl
         real  b = beta ? beta[boff + gb + c] : (real)0;
         ulong i = c * Sp + first, i1 = c * Sp + Sp;
         if (step == 8) {
-            WALKV(i, i1, yr, stream, ((LOADV(xr, i) - k.x) - k.y) * a + b,
+            WALKV(i, i1, yr, stream, pf, NOPF, ((LOADV(xr, i) - k.x) - k.y) * a + b,
                   ((LOAD1(xr, i) - k.x) - k.y) * a + b);
         }
         for (; i + 8 <= i1; i += step)
@@ -406,8 +417,9 @@ __kernel void gn_fwd_items(GN_FWD_ARGS)
         if (r >= R)
             break;
         __global const store_t *xr = x + xoff + r * L;
+        ulong                   nx = NEXT_ROW(t, R, L);
         gn_fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, G, cpg,
-                      Sp, 0, 8, eps, range_stats(xr, 0, L, 0, 8, 0), stream);
+                      Sp, 0, 8, eps, range_stats(xr, 0, L, 0, 8, 0), stream, nx ? x + xoff + nx : NOPF);
     }
     NT_FENCE(stream);
 }
@@ -423,7 +435,7 @@ __kernel void gn_fwd_groups(GN_FWD_ARGS)
         __global const store_t *xr  = x + xoff + r * L;
         real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, 0), 0);
         gn_fwd_finish(xr, y + yoff + r * L, gamma, goff, beta, boff, mean, moff, inv, ioff, r, G, cpg,
-                      Sp, first, 8 * LX, eps, acc, 0);
+                      Sp, first, 8 * LX, eps, acc, 0, NOPF);
     }
 }
 
@@ -545,11 +557,12 @@ inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *d
  * with ca, the column sums of dy*xhat (xhat = (x - m)*inv) and dy as well. */
 inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
                        __global const real *gamma, ulong goff, ulong L, uint first, uint step, real4 k,
-                       __global real *ca, int start, int rms, int stream)
+                       __global real *ca, int start, int rms, int stream, __global const store_t *pfx,
+                       __global const store_t *pfdy)
 {
     ulong i = first;
     if (step == 8 && !ca) { /* a lone lane: the span walks' vector width */
-        WALKV(i, L, dxr, stream,
+        WALKV(i, L, dxr, stream, pfx, pfdy,
               (k.z * (gamma ? VLOADV(gamma + goff + i) : (realv)1)) * LOADV(dyr, i) - k.w -
                   (LOADV(xr, i) - k.x) * k.y,
               (k.z * (gamma ? gamma[goff + i] : (real)1)) * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y);
@@ -594,7 +607,9 @@ __kernel void rn_bwd_items(BWD_ARGS)
         real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m, iv, ca, t % COL_BLOCK == 0, rms)
                        : bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, iv, (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k, 0, 0, rms, stream);
+        ulong nx  = NEXT_ROW(t, R, L);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, k, 0, 0, rms, stream,
+                   nx ? x + xoff + nx : NOPF, nx ? dy + dyoff + nx : NOPF);
         if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == tpi || ITEM_TASK(t + 1) >= R))
             col_fold(ca, L, 0, 8, t < COL_BLOCK, rms);
     }
@@ -616,7 +631,7 @@ __kernel void rn_bwd_groups(BWD_ARGS)
         real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
         bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k, ca, t % COL_BLOCK == 0,
-                   rms, 0);
+                   rms, 0, NOPF, NOPF);
         if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))
             col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);
     }
@@ -653,7 +668,8 @@ __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulo
 inline void gn_bwd_row(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
                        __global const real *gamma, ulong goff, real m, real iv, ulong r, ulong G,
                        ulong cpg, ulong Sp, uint first, uint step, __global real4 *tab, ulong tofs,
-                       __local real4 *sh, int shared, int stream)
+                       __local real4 *sh, int shared, int stream, __global const store_t *pfx,
+                       __global const store_t *pfdy)
 {
     ulong gb  = (r % G) * cpg;
     real4 tot = (real4)0;
@@ -672,7 +688,7 @@ inline void gn_bwd_row(__global const store_t *xr, __global const store_t *dyr, 
         real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
         ulong i = c * Sp + first, i1 = c * Sp + Sp;
         if (step == 8) {
-            WALKV(i, i1, dxr, stream, a * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y,
+            WALKV(i, i1, dxr, stream, pfx, pfdy, a * LOADV(dyr, i) - k.w - (LOADV(xr, i) - k.x) * k.y,
                   a * LOAD1(dyr, i) - k.w - (LOAD1(xr, i) - k.x) * k.y);
         }
         for (; i + 8 <= i1; i += step)
@@ -690,9 +706,10 @@ __kernel void gn_bwd_items(GN_BWD_ARGS)
         ulong r = ITEM_TASK(t);
         if (r >= R)
             break;
-        ulong e = r * L;
+        ulong e = r * L, nx = NEXT_ROW(t, R, L);
         gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
-                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, sh, 0, stream);
+                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, sh, 0, stream,
+                   nx ? x + xoff + nx : NOPF, nx ? dy + dyoff + nx : NOPF);
     }
     NT_FENCE(stream);
 }
@@ -706,7 +723,7 @@ __kernel void gn_bwd_groups(GN_BWD_ARGS)
     for (ulong t = 0; t < nt; ++t) {
         ulong r = t0 + t, e = r * L;
         gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
-                   inv[ioff + r], r, G, cpg, Sp, first, 8 * LX, tab, tofs, sh, 1, 0);
+                   inv[ioff + r], r, G, cpg, Sp, first, 8 * LX, tab, tofs, sh, 1, 0, NOPF, NOPF);
     }
 }
 
