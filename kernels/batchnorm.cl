@@ -474,8 +474,14 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
         __global const store_t *p = x + (ulong)o * W;
         real ri = (real)1 / rn;
         uint j = 0;
+        /* the next block's lines, one row per vector of columns: the column
+         * walk's order defeats the hardware's stream prefetch */
+        uint                    nbn = o + nb < o1 ? min((uint)COL_BLOCK, o1 - o - nb) : 0;
+        __global const store_t *pn  = nbn ? p + (ulong)nb * W : NOPF;
         for (; j + SPAN_VEC <= W; j += SPAN_VEC) {
             /* as the 8-wide loop below, SPAN_VEC columns at a time */
+            for (uint r = 0; r < nbn; ++r)
+                PREFETCH(pn, (ulong)r * W + j);
             realv s = (realv)0;
             for (uint r = 0; r < nb; ++r)
                 s += LOADV(p, (ulong)r * W + j);

@@ -202,12 +202,16 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
 #ifndef PF_BYTES
 #define PF_BYTES (512 * 1024)
 #endif
-#if HAVE_NT
+#if defined(CLNORM_VCAST) && PF_BYTES > 0 /* PoCL: clang */
 #define PREFETCH(p, i)                                \
     do {                                              \
         if (p)                                        \
             __builtin_prefetch((p) + (i), 0, 2);      \
     } while (0)
+#else
+#define PREFETCH(p, i) ((void)(p))
+#endif
+#if HAVE_NT
 #define WALKV(i, i1, out, nt, pfa, pfb, VEXPR, SEXPR)                                          \
     if (nt) {                                                                              \
         ulong h_ = ((ulong)sizeof(realv) - ((ulong)((out) + (i)) & (sizeof(realv) - 1))) &   \
