@@ -807,13 +807,13 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
 /* The rows of channel c + 1 that the second walk's row r prefetches: in
  * the last rows of the walk, the first rows of the next channel (the next
  * work-group, which PoCL's threads mostly take in order), up to PF_BYTES of
- * them; as an offset into the tensor, 0 for none. Only with streaming
+ * them over the walk's tensors; as an offset into the tensor, 0 for none. Only with streaming
  * stores, which leave the cache to the data being read. */
-inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, int stream)
+inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, uint tensors, int stream)
 {
     if (!HAVE_NT || !stream || PF_BYTES == 0 || c + 1 >= C)
         return 0;
-    uint n = (uint)min((ulong)O, max((ulong)1, (ulong)PF_BYTES / ((ulong)I * sizeof(store_t))));
+    uint n = (uint)min((ulong)O, max((ulong)1, (ulong)PF_BYTES / ((ulong)tensors * I * sizeof(store_t))));
     if (r + n < O)
         return 0;
     return ((ulong)(r + n - O) * C + c + 1) * I;
@@ -856,7 +856,7 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;
 #if LX == 1
-        ulong pf = next_rows(r, O, C, c, I, stream);
+        ulong pf = next_rows(r, O, C, c, I, 1, stream);
         WALKV(i, I, y + base, stream, pf ? x + pf : NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
               bn_apply1(LOAD1(x, base + i), k));
 #endif
@@ -953,7 +953,7 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
         if (frozen) {
             /* frozen dx is gamma*invstd*dy and never looks at x */
 #if LX == 1
-            ulong pf = next_rows(r, O, C, c, I, stream);
+            ulong pf = next_rows(r, O, C, c, I, 1, stream);
             WALKV(i, I, dx + base, stream, pf ? dy + pf : NOPF, NOPF, k.z * LOADV(dy, base + i),
                   k.z * LOAD1(dy, base + i));
 #endif
@@ -964,7 +964,7 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
             continue;
         }
 #if LX == 1
-        ulong pf = next_rows(r, O, C, c, I, stream);
+        ulong pf = next_rows(r, O, C, c, I, 2, stream);
         WALKV(i, I, dx + base, stream, pf ? x + pf : NOPF, pf ? dy + pf : NOPF,
               bn_dxv(LOADV(dy, base + i), LOADV(x, base + i), k),
               bn_dx1(LOAD1(dy, base + i), LOAD1(x, base + i), k));
