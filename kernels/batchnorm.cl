@@ -806,9 +806,9 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
 
 /* The rows of channel c + 1 that the second walk's row r prefetches: in
  * the last rows of the walk, the first rows of the next channel (the next
- * work-group, which PoCL's threads mostly take in order), up to PF_BYTES of
- * them over the walk's tensors; as an offset into the tensor, 0 for none. Only with streaming
- * stores, which leave the cache to the data being read. */
+ * work-group, which PoCL's threads mostly take in order), up to PF_BYTES
+ * over the walk's tensors; as an offset into the tensor, 0 for none. Only
+ * with streaming stores, which leave the cache to the data being read. */
 inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, uint tensors, int stream)
 {
     if (!HAVE_NT || !stream || PF_BYTES == 0 || c + 1 >= C)
