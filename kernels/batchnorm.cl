@@ -811,7 +811,10 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
  * with streaming stores, which leave the cache to the data being read. */
 inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, uint tensors, int stream)
 {
-    if (!HAVE_NT || !stream || PF_BYTES == 0 || c + 1 >= C)
+#if !HAVE_NT || PF_BYTES == 0
+    return 0;
+#endif
+    if (!stream || c + 1 >= C)
         return 0;
     uint n = (uint)min((ulong)O, max((ulong)1, (ulong)PF_BYTES / ((ulong)tensors * I * sizeof(store_t))));
     if (r + n < O)
