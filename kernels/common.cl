@@ -3,7 +3,6 @@
 
 /* Storage type: chosen with -DCLNORM_DTYPE_*. real is the compute and
  * accumulation type (fp32, or fp64 for fp64 storage). */
-
 #if defined(CLNORM_DTYPE_F64)
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 typedef double  real;
@@ -191,8 +190,8 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
  * where the caller's narrower loops take over. With nt (large outputs) the
  * vectors go out as streaming stores, after plain stores (SEXPR, one value
  * of i) up to a vector-aligned address. A macro, so the expressions inline.
- * A kernel that may have used streaming stores ends with NT_FENCE(nt). */
-/* The streaming walk also prefetches pfa[i] and pfb[i] (when not NOPF):
+ * A kernel that may have used streaming stores ends with NT_FENCE(nt).
+ * The streaming walk also prefetches pfa[i] and pfb[i] (when not NOPF):
  * the next unit of work, by a kernel that knows it. A walk that writes from
  * cache leaves the memory's read side idle; this way the next unit's reads
  * are in flight meanwhile, the overlap a plain copy gets for free. Into L2,
