@@ -33,13 +33,18 @@ inline void sumv_add(realv *s, realv *c, realv v)
     *s = t;
 }
 
-inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, real m, uint n)
+inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, real m, uint n,
+                      __global const store_t *pfd, __global const store_t *pfx)
 {
     /* two sets of vector sums: the add latency would otherwise bound it */
     realv a0 = (realv)0, b0 = (realv)0, a1 = (realv)0, b1 = (realv)0;
     real  ta = 0, tb = 0;
     uint  i = 0;
     for (; i + 2 * SPAN_VEC <= n; i += 2 * SPAN_VEC) {
+        PREFETCH_R(pfd, i);
+        PREFETCH_R(pfd, i + SPAN_VEC);
+        PREFETCH_R(pfx, i);
+        PREFETCH_R(pfx, i + SPAN_VEC);
         realv d = LOADV(dy, i), e = LOADV(dy, i + SPAN_VEC);
         a0 += d;
         b0 = fma(d, LOADV(x, i) - m, b0);
@@ -47,6 +52,8 @@ inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, rea
         b1 = fma(e, LOADV(x, i + SPAN_VEC) - m, b1);
     }
     for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        PREFETCH_R(pfd, i);
+        PREFETCH_R(pfx, i);
         realv d = LOADV(dy, i);
         a0 += d;
         b0 = fma(d, LOADV(x, i) - m, b0);
@@ -114,8 +121,9 @@ __kernel void bn_stats_rows(__global const store_t *x, ulong xoff, uint O, uint 
         for (uint o = r0; o < r1; ++o) {
             __global const store_t *row = x + ((ulong)o * C + c) * I;
 #if LX == 1
+            __global const store_t *pf = o + 1 < r1 ? row + (ulong)C * I : NOPF;
             for (uint i = i0; i < i1; i += SPAN)
-                acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, i1 - i)));
+                acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, i1 - i), pf ? pf + i : NOPF));
 #else
             uint i = i0 + lane * 8;
             for (; i + 8 <= i1; i += 8 * LX)
@@ -281,8 +289,11 @@ __kernel void bn_bwd_rows(__global const store_t *x, ulong xoff, __global const 
         for (uint o = r0; o < r1; ++o) {
             ulong base = ((ulong)o * C + c) * I;
 #if LX == 1
+            ulong nb = base + (ulong)C * I; /* the next row's */
+            int   pf = o + 1 < r1;
             for (uint i = i0; i < i1; i += SPAN)
-                acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, i1 - i)));
+                acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, i1 - i),
+                                             pf ? dy + nb + i : NOPF, pf ? x + nb + i : NOPF));
             continue;
 #endif
             uint  i    = i0 + lane * 8;
@@ -788,8 +799,9 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
     for (uint o = 0; o < O; ++o) {
         __global const store_t *row = x + ((ulong)o * C + c) * I;
 #if LX == 1
+        __global const store_t *pf = o + 1 < O ? row + (ulong)C * I : NOPF;
         for (uint i = 0; i < I; i += SPAN)
-            acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, I - i)));
+            acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, I - i), pf ? pf + i : NOPF));
 #else
         uint i = lane * 8;
         for (; i + 8 <= I; i += 8 * LX)
@@ -922,8 +934,11 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
     for (uint o = 0; o < O; ++o) {
         ulong base = ((ulong)o * C + c) * I;
 #if LX == 1
+        ulong nb = base + (ulong)C * I; /* the next row's */
+        int   pf = o + 1 < O;
         for (uint i = 0; i < I; i += SPAN)
-            acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, I - i)));
+            acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, I - i),
+                                         pf ? dy + nb + i : NOPF, pf ? x + nb + i : NOPF));
 #else
         uint i = lane * 8;
         for (; i + 8 <= I; i += 8 * LX)

@@ -201,14 +201,33 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
 #ifndef PF_BYTES
 #define PF_BYTES (512 * 1024)
 #endif
-#if defined(CLNORM_VCAST) && PF_BYTES > 0 /* PoCL: clang */
-#define PREFETCH(p, i)                                \
+#ifdef CLNORM_VCAST /* PoCL: clang */
+#define PREFETCH_L2(p, i)                             \
     do {                                              \
         if (p)                                        \
             __builtin_prefetch((p) + (i), 0, 2);      \
     } while (0)
 #else
+#define PREFETCH_L2(p, i) ((void)(p))
+#endif
+#if PF_BYTES > 0
+#define PREFETCH(p, i) PREFETCH_L2(p, i)
+#else
 #define PREFETCH(p, i) ((void)(p))
+#endif
+/* Read-ahead for walks that only read (statistics, gradient sums): a span
+ * prefetches pf[i] as it reads p[i], pf being the same span of the row the
+ * walk takes next (or NOPF). Rows of a channel lie C*I values apart, and
+ * every new row and page restarts the hardware prefetchers, which on their
+ * own keep too few reads in flight for one core. Into L2, like PREFETCH.
+ * A/B: -DREAD_AHEAD=0 turns it off. */
+#ifndef READ_AHEAD
+#define READ_AHEAD 1
+#endif
+#if defined(CLNORM_VCAST) && READ_AHEAD
+#define PREFETCH_R(p, i) PREFETCH_L2(p, i)
+#else
+#define PREFETCH_R(p, i) ((void)(p))
 #endif
 #if HAVE_NT
 #define WALKV(i, i1, out, nt, pfa, pfb, VEXPR, SEXPR)                                          \
@@ -243,7 +262,7 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
 #define NT_FENCE(nt) ((void)(nt))
 #endif
 
-inline real4 stat_span(__global const store_t *p, ulong n)
+inline real4 stat_span(__global const store_t *p, ulong n, __global const store_t *pf)
 {
     /* independent accumulators: the vector adds' latency, not their
      * throughput, would otherwise bound the walk */
@@ -251,13 +270,19 @@ inline real4 stat_span(__global const store_t *p, ulong n)
     real  t = 0;
     ulong i = 0;
     for (; i + 4 * SPAN_VEC <= n; i += 4 * SPAN_VEC) {
+        PREFETCH_R(pf, i);
+        PREFETCH_R(pf, i + SPAN_VEC);
+        PREFETCH_R(pf, i + 2 * SPAN_VEC);
+        PREFETCH_R(pf, i + 3 * SPAN_VEC);
         s0 += LOADV(p, i);
         s1 += LOADV(p, i + SPAN_VEC);
         s2 += LOADV(p, i + 2 * SPAN_VEC);
         s3 += LOADV(p, i + 3 * SPAN_VEC);
     }
-    for (; i + SPAN_VEC <= n; i += SPAN_VEC)
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        PREFETCH_R(pf, i);
         s0 += LOADV(p, i);
+    }
     for (ulong j = i; j < n; ++j)
         t += LOAD1(p, j);
     real  rn = (real)n, ri = (real)1 / rn;

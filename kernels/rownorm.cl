@@ -58,7 +58,7 @@ inline real4 range_stats(__global const store_t *p, ulong i0, ulong i1, uint fir
         }
     } else if (step == 8) {
         for (; i < i1; i += SPAN)
-            acc = stat_merge(acc, stat_span(p + i, min((ulong)SPAN, i1 - i)));
+            acc = stat_merge(acc, stat_span(p + i, min((ulong)SPAN, i1 - i), NOPF));
     } else {
         for (; i + 8 <= i1; i += step)
             acc = stat_merge(acc, stat_block8(LOAD8(p, i)));
