@@ -1039,6 +1039,11 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
  * cache (the host checks). */
 #define CF_MAXV (64 / SPAN_VEC)
 
+/* Read-ahead of the one-kernel channels-last walks: CF_RA blocks of rows
+ * ahead (prefetchers follow strided column blocks poorly). */
+#ifndef CF_RA
+#define CF_RA 2
+#endif
 __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                             uint O, uint C, uint cw, real M, real eps, real f, real bessel,
                             __global const real *gamma, ulong goff,
@@ -1060,13 +1065,16 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
         uint nb = min((uint)COL_BLOCK, O - o);
         real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;
         __global const store_t *p = x + (ulong)o * C;
+        __global const store_t *pn = o + (CF_RA + 1) * COL_BLOCK <= O ? p + (ulong)CF_RA * COL_BLOCK * C : NOPF;
 #pragma unroll
         for (uint v = 0; v < CF_MAXV; ++v) {
             if (v < nv) {
                 uint  j = v * SPAN_VEC;
                 realv s = (realv)0;
-                for (uint r = 0; r < nb; ++r)
+                for (uint r = 0; r < nb; ++r) {
+                    PREFETCH_R(pn, (ulong)r * C + j);
                     s += LOADV(p, (ulong)r * C + j);
+                }
                 realv m  = s * ri;
                 realv d1 = (realv)0, d2 = (realv)0;
                 for (uint r = 0; r < nb; ++r) {
@@ -1155,12 +1163,16 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
     for (uint o = 0; o < O; o += COL_BLOCK) {
         uint  nb   = min((uint)COL_BLOCK, O - o);
         ulong base = (ulong)o * C;
+        int   pf   = o + (CF_RA + 1) * COL_BLOCK <= O; /* read-ahead, as bn_fwd_cfused */
+        ulong ahead = (ulong)CF_RA * COL_BLOCK * C;
 #pragma unroll
         for (uint v = 0; v < CF_MAXV; ++v) {
             if (v < nv) {
                 realv a = (realv)0, b = (realv)0;
                 for (uint r = 0; r < nb; ++r) {
                     ulong e = base + (ulong)r * C + v * SPAN_VEC;
+                    PREFETCH_R(pf ? dy + ahead : NOPF, e);
+                    PREFETCH_R(pf ? x + ahead : NOPF, e);
                     realv d = LOADV(dy, e);
                     a += d;
                     b = fma(d, LOADV(x, e) - m[v], b);
