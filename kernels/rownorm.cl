@@ -448,8 +448,13 @@ __kernel void gn_fwd_groups(GN_FWD_ARGS)
  * 0, 1), folded at the end of each block into compensated totals (planes 2-5:
  * sum dy*xhat, its correction, sum dy, its correction). rn_col_planes then
  * merges the owners in order. */
-#define COL_BLOCK 8
+#ifndef COL_BLOCK
+#define COL_BLOCK 16 /* even: rn_bwd_items pairs rows inside a block */
+#endif
 #define COL_PLANES 6
+#ifndef PAIR_ROWS
+#define PAIR_ROWS 2048 /* rows at least this long (planes beyond L1); A/B: -DPAIR_ROWS=0 */
+#endif
 
 inline void col_add8(__global real *ca, ulong L, ulong i, real8 d, real8 xh, int start, int rms)
 {
@@ -553,6 +558,54 @@ inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *d
     return acc;
 }
 
+/* bwd_range_cols for two rows a and b of the same owner and block at once:
+ * each plane value is loaded and stored once for both, the cost that
+ * dominates when a row's columns outgrow L1. The same operations in the
+ * same order as two calls (row a's terms, then row b's), so the same bits.
+ * Returns row a's sums in .lo, row b's in .hi. */
+inline real8 bwd_range_cols2(__global const store_t *xa, __global const store_t *dya,
+                             __global const store_t *xb, __global const store_t *dyb,
+                             __global const real *gamma, ulong goff, ulong L, real ma, real iva,
+                             real mb, real ivb, __global real *ca, int start, int rms)
+{
+    real4 acca = (real4)0, accb = (real4)0;
+    for (ulong i = 0; i < L; i += SPAN) {
+        ulong e = min(L, i + SPAN), j = i;
+        realv s1a = (realv)0, s2a = (realv)0, s1b = (realv)0, s2b = (realv)0;
+        real  t1a = 0, t2a = 0, t1b = 0, t2b = 0;
+        for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
+            realv dra = LOADV(dya, j), xma = LOADV(xa, j) - ma;
+            realv drb = LOADV(dyb, j), xmb = LOADV(xb, j) - mb;
+            realv g   = gamma ? VLOADV(gamma + goff + j) : (realv)1;
+            realv da = gamma ? dra * g : dra, db = gamma ? drb * g : drb;
+            s1a += da;
+            s2a = fma(da, xma, s2a);
+            s1b += db;
+            s2b = fma(db, xmb, s2b);
+            realv          xha = xma * iva, xhb = xmb * ivb;
+            __global real *pg = ca + j, *pb = ca + L + j;
+            VSTOREV(fma(drb, xhb, start ? dra * xha : fma(dra, xha, VLOADV(pg))), pg);
+            if (!rms)
+                VSTOREV((start ? dra : VLOADV(pb) + dra) + drb, pb);
+        }
+        for (; j < e; ++j) {
+            real dra = LOAD1(dya, j), xma = LOAD1(xa, j) - ma;
+            real drb = LOAD1(dyb, j), xmb = LOAD1(xb, j) - mb;
+            real g = gamma ? gamma[goff + j] : (real)1;
+            real da = gamma ? dra * g : dra, db = gamma ? drb * g : drb;
+            t1a += da;
+            t2a = fma(da, xma, t2a);
+            t1b += db;
+            t2b = fma(db, xmb, t2b);
+            col_add1(ca, L, j, dra, xma * iva, start, rms);
+            col_add1(ca, L, j, drb, xmb * ivb, 0, rms);
+        }
+        acca = sum2_add(acca, (real2)(sumv(s1a) + t1a, sumv(s2a) + t2a));
+        accb = sum2_add(accb, (real2)(sumv(s1b) + t1b, sumv(s2b) + t2b));
+    }
+    return (real8)(acca, accb);
+}
+
 /* After a row's sums: dx = a*g*dy - b - (x - m)*k over the lane's blocks;
  * with ca, the column sums of dy*xhat (xhat = (x - m)*inv) and dy as well. */
 inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, __global store_t *dxr,
@@ -604,6 +657,29 @@ __kernel void rn_bwd_items(BWD_ARGS)
         __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
         real  m   = rms ? (real)0 : mean[moff + r];
         real  iv  = inv[ioff + r];
+#if PAIR_ROWS
+        /* with column sums, rows go two at a time (t even: a pair never
+         * straddles a COL_BLOCK); a last odd row takes the walk below */
+        ulong r2 = t + 1 < tpi ? ITEM_TASK(t + 1) : R;
+        if (ca && L >= PAIR_ROWS && t % 2 == 0 && r2 < R) {
+            __global const store_t *xb = x + xoff + r2 * L, *dyb = dy + dyoff + r2 * L;
+            real  mb = rms ? (real)0 : mean[moff + r2];
+            real  ivb = inv[ioff + r2];
+            real8 a2  = bwd_range_cols2(xr, dyr, xb, dyb, gamma, goff, L, m, iv, mb, ivb, ca,
+                                        t % COL_BLOCK == 0, rms);
+            real4 ka = bwd_coef(a2.s0 + a2.s2, a2.s1 + a2.s3, m, iv, (real)L, rms);
+            real4 kb = bwd_coef(a2.s4 + a2.s6, a2.s5 + a2.s7, mb, ivb, (real)L, rms);
+            ulong na = NEXT_ROW(t + 1, R, L), nb = NEXT_ROW(t + 2, R, L);
+            bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, 0, 8, ka, 0, 0, rms, stream,
+                       na ? x + xoff + na : NOPF, na ? dy + dyoff + na : NOPF);
+            bwd_finish(xb, dyb, dx + dxoff + r2 * L, gamma, goff, L, 0, 8, kb, 0, 0, rms, stream,
+                       nb ? x + xoff + nb : NOPF, nb ? dy + dyoff + nb : NOPF);
+            ++t;
+            if (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == tpi || ITEM_TASK(t + 1) >= R)
+                col_fold(ca, L, 0, 8, t < COL_BLOCK, rms);
+            continue;
+        }
+#endif
         real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m, iv, ca, t % COL_BLOCK == 0, rms)
                        : bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, iv, (real)L, rms);
