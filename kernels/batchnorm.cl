@@ -903,28 +903,44 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
     real4 acc = (real4)0;
 #if LX == 1
     if (I <= SPAN) {
-        /* short rows: a row's plain vector sums, compensated across rows
-         * lane by lane, one horizontal sum at the end */
+        /* short rows: plain vector sums over blocks of rows of about SPAN
+         * values, compensated across blocks lane by lane, one horizontal
+         * sum at the end. A row's tail, when the row holds a whole vector,
+         * is the row's last vector with the lanes already counted masked
+         * off; shorter rows' tails go to plain scalar sums per block. */
         realv s1 = (realv)0, c1 = (realv)0, s2 = (realv)0, c2 = (realv)0;
-        uint  iv = I - I % SPAN_VEC;
+        realv a = (realv)0, b = (realv)0;
+        real  ta = 0, tb = 0;
+        uint  iv = I - I % SPAN_VEC, per = max((uint)1, (uint)SPAN / I), left = per;
+        int   vtail = iv < I && I >= SPAN_VEC;
+        realv keep  = (realv)(real)(SPAN_VEC - (I - iv)); /* lanes >= keep are the tail */
         for (uint o = 0; o < O; ++o) {
             ulong base = ((ulong)o * C + c) * I;
-            realv a = (realv)0, b = (realv)0;
             for (uint i = 0; i < iv; i += SPAN_VEC) {
                 realv d = LOADV(dy, base + i);
                 a += d;
                 b = fma(d, LOADV(x, base + i) - m, b);
             }
-            sumv_add(&s1, &c1, a);
-            sumv_add(&s2, &c2, b);
-            if (iv < I) { /* the row's tail, compensated on its own */
-                real ta = 0, tb = 0;
+            if (vtail) {
+                ulong e = base + I - SPAN_VEC;
+                realv d = select((realv)0, LOADV(dy, e), LANE_IDS >= keep);
+                realv v = select((realv)0, LOADV(x, e) - m, LANE_IDS >= keep);
+                a += d;
+                b = fma(d, v, b);
+            } else {
                 for (uint i = iv; i < I; ++i) {
                     real d = LOAD1(dy, base + i);
                     ta += d;
                     tb = fma(d, LOAD1(x, base + i) - m, tb);
                 }
+            }
+            if (--left == 0 || o + 1 == O) {
+                sumv_add(&s1, &c1, a);
+                sumv_add(&s2, &c2, b);
                 acc = sum2_add(acc, (real2)(ta, tb));
+                a = b = (realv)0;
+                ta = tb = 0;
+                left = per;
             }
         }
         acc = sum2_add(acc, (real2)(sumv(s1), sumv(s2)));

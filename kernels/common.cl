@@ -183,6 +183,12 @@ typedef real8 realv;
 #define STOREV(v, p, i) STORE8(v, p, i)
 #define sumv sum8
 #endif
+/* Lane numbers of a span vector, for masking lanes off. */
+#if SPAN_VEC == 16
+#define LANE_IDS ((realv)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#else
+#define LANE_IDS ((realv)(0, 1, 2, 3, 4, 5, 6, 7))
+#endif
 inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
 
 /* A lone lane's elementwise walk over out[i, i1): out[i..] = VEXPR (SPAN_VEC
