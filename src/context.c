@@ -289,6 +289,7 @@ static void choose_tuning(clnorm_context *ctx)
          * explicit vectors: coarse work-items over contiguous data. */
         ctx->tune.lx             = 1;
         ctx->tune.chunk          = 16384;
+        ctx->tune.row_min_tpi    = 16;
         ctx->tune.min_parallel   = cu * 8;
         ctx->tune.rows_min_inner = 32;
         ctx->tune.fuse_min_channels = cu * 2;

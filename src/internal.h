@@ -26,6 +26,7 @@ typedef struct clnorm_tuning {
     int      cpu_style;     /* 1: few coarse work-items walking contiguous data */
     unsigned lx;            /* lanes per (channel, chunk) in the rows walks */
     size_t   chunk;         /* elements one work-item (or lane group) reduces */
+    size_t   row_min_tpi;   /* CPUs: rows a lane takes at least (it prefetches the next) */
     size_t   min_parallel;  /* work-items wanted in a reduction for the device to be full */
     unsigned rows_min_inner;/* I at and above which the rows walk is used */
     size_t   fuse_min_channels; /* fused one-kernel ops: channels to fill the device */

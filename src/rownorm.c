@@ -83,9 +83,10 @@ static void plan_rows(const clnorm_context *ctx, size_t R, size_t L, rn_plan *p)
     size_t tasks = R * p->S, len = p->S > 1 ? p->Lseg : L;
     size_t tpi = t->chunk / len, cap = tasks * p->lpr / minp;
     /* CPUs: a lane prefetches its next row while it writes the current
-     * one, so even long rows come a few to a lane */
-    if (t->cpu_style && tpi < 4)
-        tpi = 4;
+     * one, so even long rows come several to a lane: only a lane's first
+     * row is read without that overlap */
+    if (t->cpu_style && tpi < t->row_min_tpi)
+        tpi = t->row_min_tpi;
     if (tpi > cap)
         tpi = cap;
     p->tpi    = tpi < 1 ? 1 : tpi;
