@@ -1179,16 +1179,18 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
     for (uint o = 0; o < O; o += COL_BLOCK) {
         uint  nb   = min((uint)COL_BLOCK, O - o);
         ulong base = (ulong)o * C;
-        int   pf   = o + (CF_RA + 1) * COL_BLOCK <= O; /* read-ahead, as bn_fwd_cfused */
-        ulong ahead = (ulong)CF_RA * COL_BLOCK * C;
+        /* read-ahead, as bn_fwd_cfused */
+        int                     pf  = o + (CF_RA + 1) * COL_BLOCK <= O;
+        __global const store_t *pdy = pf ? dy + (ulong)CF_RA * COL_BLOCK * C : NOPF;
+        __global const store_t *px  = pf ? x + (ulong)CF_RA * COL_BLOCK * C : NOPF;
 #pragma unroll
         for (uint v = 0; v < CF_MAXV; ++v) {
             if (v < nv) {
                 realv a = (realv)0, b = (realv)0;
                 for (uint r = 0; r < nb; ++r) {
                     ulong e = base + (ulong)r * C + v * SPAN_VEC;
-                    PREFETCH_R(pf ? dy + ahead : NOPF, e);
-                    PREFETCH_R(pf ? x + ahead : NOPF, e);
+                    PREFETCH_R(pdy, e);
+                    PREFETCH_R(px, e);
                     realv d = LOADV(dy, e);
                     a += d;
                     b = fma(d, LOADV(x, e) - m[v], b);

@@ -451,6 +451,9 @@ __kernel void gn_fwd_groups(GN_FWD_ARGS)
 #ifndef COL_BLOCK
 #define COL_BLOCK 16 /* even: rn_bwd_items pairs rows inside a block */
 #endif
+#if COL_BLOCK % 2
+#error "COL_BLOCK must be even: rn_bwd_items pairs rows inside a block"
+#endif
 #define COL_PLANES 6
 #ifndef PAIR_ROWS
 #define PAIR_ROWS 2048 /* rows at least this long (planes beyond L1); A/B: -DPAIR_ROWS=0 */
