@@ -467,6 +467,38 @@ inline void coef8(__global const real *coef, uint C, uint c, real8 *k0, real8 *k
  * resident for the channel counts of real networks) and merges one block
  * of COL_BLOCK rows at a time: two passes over the block, the second from L1. */
 
+/* Blocks after a work-item's first go through panels of four vectors of
+ * columns, row by row (memory order), in one pass over d = x - h, h the
+ * running mean of the blocks before: the block's M2 = sum d^2 - (sum d)^2/n.
+ * What that subtraction can lose is about eps * n * (block mean - h)^2,
+ * and the merge adds n*nb/(n + nb) * (block mean - h)^2 to M2: the error
+ * stays a rounding error of the result, whatever |mean|/std, where a fixed
+ * shift (or none) would not. The next block's lines are prefetched row by
+ * row along the walk rather than in a burst. A/B: -DCS_PANELS=0. */
+#ifndef CS_PANELS
+#define CS_PANELS 1
+#endif
+
+/* Merges a block's (mean m + blo, M2 bm2) of columns [j, j + SPAN_VEC) into
+ * the running (hi + lo, m2) of n values; wa = n*rn/(n+rn), wb = rn/(n+rn). */
+inline void col_stats_merge(__global real *hi, __global real *lo, __global real *m2, uint j, realv m,
+                            realv blo, realv bm2, real n, real wa, real wb)
+{
+    if (n == (real)0) {
+        VSTOREV(m, hi + j);
+        VSTOREV(blo, lo + j);
+        VSTOREV(bm2, m2 + j);
+    } else {
+        realv h = VLOADV(hi + j), l = VLOADV(lo + j);
+        realv delta = (m - h) + (blo - l);
+        VSTOREV(VLOADV(m2 + j) + bm2 + delta * delta * wa, m2 + j);
+        realv t  = l + delta * wb;
+        realv sm = h + t, bb = sm - h;
+        VSTOREV((h - (sm - bb)) + (t - bb), lo + j);
+        VSTOREV(sm, hi + j);
+    }
+}
+
 /* state: hi[W], lo[W], m2[W] of this work-item. */
 __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, uint W, uint R, uint K,
                                __global real4 *part, ulong poff, __global real *state, ulong soff)
@@ -489,6 +521,39 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
          * walk's order defeats the hardware's stream prefetch */
         uint                    nbn = o + nb < o1 ? min((uint)COL_BLOCK, o1 - o - nb) : 0;
         __global const store_t *pn  = nbn ? p + (ulong)nb * W : NOPF;
+#if CS_PANELS
+        for (; n != (real)0 && j + 4 * SPAN_VEC <= W; j += 4 * SPAN_VEC) {
+            /* named variables: arrays of vectors stay in memory */
+            const uint v1 = SPAN_VEC, v2 = 2 * SPAN_VEC, v3 = 3 * SPAN_VEC;
+            realv h0 = VLOADV(hi + j), h1 = VLOADV(hi + j + v1);
+            realv h2 = VLOADV(hi + j + v2), h3 = VLOADV(hi + j + v3);
+            realv a0 = (realv)0, a1 = (realv)0, a2 = (realv)0, a3 = (realv)0;
+            realv q0 = (realv)0, q1 = (realv)0, q2 = (realv)0, q3 = (realv)0;
+            for (uint r = 0; r < nb; ++r) {
+                ulong e = (ulong)r * W + j;
+                if (r < nbn) {
+                    PREFETCH(pn, e);
+                    PREFETCH(pn, e + v1);
+                    PREFETCH(pn, e + v2);
+                    PREFETCH(pn, e + v3);
+                }
+                realv d0 = LOADV(p, e) - h0, d1 = LOADV(p, e + v1) - h1;
+                realv d2 = LOADV(p, e + v2) - h2, d3 = LOADV(p, e + v3) - h3;
+                a0 += d0;
+                a1 += d1;
+                a2 += d2;
+                a3 += d3;
+                q0 = fma(d0, d0, q0);
+                q1 = fma(d1, d1, q1);
+                q2 = fma(d2, d2, q2);
+                q3 = fma(d3, d3, q3);
+            }
+            col_stats_merge(hi, lo, m2, j, h0, a0 * ri, nonnegv(q0 - a0 * a0 * ri), n, wa, wb);
+            col_stats_merge(hi, lo, m2, j + v1, h1, a1 * ri, nonnegv(q1 - a1 * a1 * ri), n, wa, wb);
+            col_stats_merge(hi, lo, m2, j + v2, h2, a2 * ri, nonnegv(q2 - a2 * a2 * ri), n, wa, wb);
+            col_stats_merge(hi, lo, m2, j + v3, h3, a3 * ri, nonnegv(q3 - a3 * a3 * ri), n, wa, wb);
+        }
+#endif
         for (; j + SPAN_VEC <= W; j += SPAN_VEC) {
             /* as the 8-wide loop below, SPAN_VEC columns at a time */
             for (uint r = 0; r < nbn; ++r)
@@ -503,20 +568,7 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
                 d1 += d;
                 d2 = fma(d, d, d2);
             }
-            realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);
-            if (n == (real)0) {
-                VSTOREV(m, hi + j);
-                VSTOREV(blo, lo + j);
-                VSTOREV(bm2, m2 + j);
-            } else {
-                realv h = VLOADV(hi + j), l = VLOADV(lo + j);
-                realv delta = (m - h) + (blo - l);
-                VSTOREV(VLOADV(m2 + j) + bm2 + delta * delta * wa, m2 + j);
-                realv t  = l + delta * wb;
-                realv sm = h + t, bb = sm - h;
-                VSTOREV((h - (sm - bb)) + (t - bb), lo + j);
-                VSTOREV(sm, hi + j);
-            }
+            col_stats_merge(hi, lo, m2, j, m, d1 * ri, nonnegv(d2 - d1 * d1 * ri), n, wa, wb);
         }
         for (; j + 8 <= W; j += 8) {
             real8 s = (real8)0;
@@ -582,6 +634,59 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
         ulong base = (ulong)o * W;
         uint  j = 0;
         if (I == 1) {
+#if CS_PANELS
+            /* panels of four vectors in memory order, the next block's
+             * lines prefetched along the walk (as bn_stats_cstream); each
+             * column's sums in the same order as below, so the same bits */
+            uint  nbn   = o + nb < o1 ? min((uint)COL_BLOCK, o1 - o - nb) : 0;
+            ulong nbase = base + (ulong)nb * W;
+            for (; j + 4 * SPAN_VEC <= W; j += 4 * SPAN_VEC) {
+                const uint v1 = SPAN_VEC, v2 = 2 * SPAN_VEC, v3 = 3 * SPAN_VEC;
+                realv m0 = VLOADV(mean + j), m1 = VLOADV(mean + j + v1);
+                realv m2 = VLOADV(mean + j + v2), m3 = VLOADV(mean + j + v3);
+                realv a0 = (realv)0, a1 = (realv)0, a2 = (realv)0, a3 = (realv)0;
+                realv b0 = (realv)0, b1 = (realv)0, b2 = (realv)0, b3 = (realv)0;
+                for (uint r = 0; r < nb; ++r) {
+                    ulong e = base + (ulong)r * W + j;
+                    if (r < nbn) {
+                        ulong f = nbase + (ulong)r * W + j;
+                        PREFETCH(dy, f);
+                        PREFETCH(dy, f + v1);
+                        PREFETCH(dy, f + v2);
+                        PREFETCH(dy, f + v3);
+                        PREFETCH(x, f);
+                        PREFETCH(x, f + v1);
+                        PREFETCH(x, f + v2);
+                        PREFETCH(x, f + v3);
+                    }
+                    realv d0 = LOADV(dy, e), d1 = LOADV(dy, e + v1);
+                    realv d2 = LOADV(dy, e + v2), d3 = LOADV(dy, e + v3);
+                    a0 += d0;
+                    a1 += d1;
+                    a2 += d2;
+                    a3 += d3;
+                    b0 = fma(d0, LOADV(x, e) - m0, b0);
+                    b1 = fma(d1, LOADV(x, e + v1) - m1, b1);
+                    b2 = fma(d2, LOADV(x, e + v2) - m2, b2);
+                    b3 = fma(d3, LOADV(x, e + v3) - m3, b3);
+                }
+#if SPAN_VEC == 16
+                sums8_fold(s1, s2, c1, c2, j, a0.lo, b0.lo);
+                sums8_fold(s1, s2, c1, c2, j + 8, a0.hi, b0.hi);
+                sums8_fold(s1, s2, c1, c2, j + v1, a1.lo, b1.lo);
+                sums8_fold(s1, s2, c1, c2, j + v1 + 8, a1.hi, b1.hi);
+                sums8_fold(s1, s2, c1, c2, j + v2, a2.lo, b2.lo);
+                sums8_fold(s1, s2, c1, c2, j + v2 + 8, a2.hi, b2.hi);
+                sums8_fold(s1, s2, c1, c2, j + v3, a3.lo, b3.lo);
+                sums8_fold(s1, s2, c1, c2, j + v3 + 8, a3.hi, b3.hi);
+#else
+                sums8_fold(s1, s2, c1, c2, j, a0, b0);
+                sums8_fold(s1, s2, c1, c2, j + v1, a1, b1);
+                sums8_fold(s1, s2, c1, c2, j + v2, a2, b2);
+                sums8_fold(s1, s2, c1, c2, j + v3, a3, b3);
+#endif
+            }
+#endif
             for (; j + SPAN_VEC <= W; j += SPAN_VEC) {
                 /* as the 8-wide loop below, SPAN_VEC columns at a time */
                 realv m = VLOADV(mean + j), a = (realv)0, b = (realv)0;
