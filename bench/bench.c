@@ -2,6 +2,7 @@
  * a copy kernel, then times each operation (warm-up, median of repetitions)
  * and reports GB/s at minimal traffic and the fraction of copy bandwidth. */
 #include "clnorm/clnorm.h"
+#include "native.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -323,10 +324,13 @@ static void ab_compare(void (*fn)(void *), void *arg, const char *op, const char
 }
 static FILE *chart;
 
+static double last_gbs; /* the last case's GB/s, for --native */
+
 static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
                    double bytes, size_t n, int backward)
 {
     double gbs = bytes / sec / 1e9, frac = gbs / copy_gbs;
+    last_gbs   = gbs;
     double same = same_size_gbs(n, backward), frac_same = gbs / same;
     if (fmt_csv)
         printf("%s,%s,%s,%s,%.4f,%.2f,%.3f,%.3f\n", op, dir, layout, shape, sec * 1e3, gbs, frac, frac_same);
@@ -575,6 +579,53 @@ static void cold_warm(const char *self)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* --native: the library's batch norm on (N,64,112,112) both layouts next
+ * to plain-C models of the same passes on the host's threads (native.c),
+ * alternated three times; the medians. */
+static void native_compare(size_t N, int quick)
+{
+    int         nt          = native_threads();
+    size_t      copy_floats = (quick ? (size_t)64 << 20 : (size_t)256 << 20) / 4; /* as the yardstick */
+    native_set *set         = native_open(nt, N, copy_floats);
+    if (!set)
+        FAIL("--native: out of memory");
+    static const enum dir fb[2] = {FWD_TRAIN, BWD};
+    size_t nhwc[4] = {N, 112, 112, 64}, nchw[4] = {N, 64, 112, 112};
+    double nat[NATIVE_CASES][3], lib[NATIVE_CASES][3], host[3];
+    for (int rep = 0; rep < 3; ++rep) {
+        fprintf(stderr, "  native models, %d threads, round %d of 3\n", nt, rep + 1);
+        host[rep] = native_copy(set, reps);
+        for (int k = 0; k < NATIVE_CASES; ++k) {
+            nat[k][rep] = native_case(set, k, reps);
+            last_gbs    = 0;
+            bench_bn(CLNORM_BN_SPATIAL, k < 2 ? CLNORM_NHWC : CLNORM_NCHW, 4, k < 2 ? nhwc : nchw, &fb[k % 2],
+                     1);
+            lib[k][rep] = last_gbs;
+        }
+    }
+    native_close(set);
+    if (fmt_csv || fmt_json)
+        return;
+    qsort(host, 3, sizeof *host, cmp_double);
+    printf("native models (plain C, %d threads, %s), medians of 3 alternations: host copy %.2f GB/s "
+           "(this device's copy kernel %.2f)\n",
+           nt, native_streaming() ? "streaming stores" : "plain stores", host[1], copy_gbs);
+    for (int k = 0; k < NATIVE_CASES; ++k) {
+        char shape[64];
+        snprintf(shape, sizeof shape, k < 2 ? "%zux112x112x64" : "%zux64x112x112", N);
+        double ratio[3];
+        for (int r = 0; r < 3; ++r)
+            ratio[r] = lib[k][r] / nat[k][r];
+        qsort(nat[k], 3, sizeof(double), cmp_double);
+        qsort(lib[k], 3, sizeof(double), cmp_double);
+        qsort(ratio, 3, sizeof(double), cmp_double);
+        printf("  %-16s %-14s native %6.2f GB/s (%.2f of host copy)  clnorm %6.2f GB/s: %.2f of native "
+               "(%.2f - %.2f)\n",
+               native_case_name(k), shape, nat[k][1], nat[k][1] / host[1], lib[k][1], ratio[1], ratio[0],
+               ratio[2]);
+    }
+}
+
 static void usage(void)
 {
     printf("usage: clnorm_bench [--quick] [--csv|--json] [--reps N] [--batch N] [--chart FILE.svg]\n"
@@ -582,6 +633,8 @@ static void usage(void)
            "                    [--ln ROWSxCOLS]  (one more layer norm shape)\n"
            "                    [--only TEXT]  (only cases whose \"op dir layout shape\" contains TEXT)\n"
            "       clnorm_bench --cold-warm  (first-call latency, fresh process, cold and warm cache)\n"
+           "       clnorm_bench --native [--quick] [--reps N] [--batch N]  (batch norm (N,64,112,112) next\n"
+           "                    to plain-C models of the same passes on the host's threads: a CPU's ceiling)\n"
            "  Measures copy bandwidth with its own copy kernel, then times every op: median ms,\n"
            "  GB/s at minimal traffic (forward 2x the tensor, backward 3x) and the fraction\n"
            "  of copy bandwidth. Device: CLNORM_DEVICE as for the library.\n");
@@ -589,7 +642,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    int         quick = 0;
+    int         quick = 0, native = 0;
     size_t      N = 32, ln_extra[2] = {0, 0};
     const char *chart_path = NULL;
     for (int i = 1; i < argc; ++i) {
@@ -603,6 +656,8 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             N = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--native"))
+            native = 1;
         else if (!strcmp(argv[i], "--first-call"))
             return first_call();
         else if (!strcmp(argv[i], "--cold-warm")) {
@@ -672,6 +727,12 @@ int main(int argc, char **argv)
                "x copy", "x same");
     }
 
+    if (native) {
+        if (!(info.type & CL_DEVICE_TYPE_CPU))
+            fprintf(stderr, "--native: %s is not a CPU; the host models say nothing about it\n", info.name);
+        native_compare(N, quick);
+        goto done;
+    }
     static const enum dir all[] = {FWD_TRAIN, FWD_INFER, BWD, BWD_FROZEN};
     static const size_t resnet[][3] = {{64, 112, 112}, {64, 56, 56},   {256, 56, 56}, {128, 28, 28},
                                        {512, 28, 28},  {256, 14, 14}, {1024, 14, 14}, {2048, 7, 7}};
@@ -699,6 +760,7 @@ int main(int argc, char **argv)
     bench_norm(1, gn, 4, 32);
     bench_latency();
 
+done:
     if (fmt_json)
         printf("\n]}\n");
     else if (!fmt_csv)
