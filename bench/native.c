@@ -134,28 +134,35 @@ static void copy_part(model *m, int t, int nt)
     fence();
 }
 
+/* The read-only pass over n values (a multiple of 16) of x (and dy when
+ * bwd): sums into a and b, prefetching ahead values ahead (none when 0). */
+static void sum_run(const float *x, const float *dy, size_t n, size_t ahead, int bwd, v16 *a, v16 *b)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        v16 v = ld(x + i);
+        if (ahead)
+            __builtin_prefetch(x + i + ahead, 0, 2);
+        if (bwd) {
+            if (ahead)
+                __builtin_prefetch(dy + i + ahead, 0, 2);
+            v16 d = ld(dy + i);
+            *a += d;
+            *b += d * v;
+        } else {
+            *a += v;
+            *b += v * v;
+        }
+    }
+}
+
 /* channels last: thread t sums its rows; C = m->cols, a multiple of 16 */
 static void nhwc_sum_part(model *m, int t, int nt)
 {
     size_t lo, hi, C = m->cols;
     split(m->rows, t, nt, &lo, &hi);
     v16 a = {0}, b = {0};
-    for (size_t r = lo; r < hi; ++r) {
-        const float *px = m->x + r * C, *pd = m->dy + r * C;
-        for (size_t j = 0; j < C; j += 16) {
-            __builtin_prefetch(px + j + 1024, 0, 2);
-            v16 v = ld(px + j);
-            if (m->bwd) {
-                __builtin_prefetch(pd + j + 1024, 0, 2);
-                v16 d = ld(pd + j);
-                a += d;
-                b += d * v;
-            } else {
-                a += v;
-                b += v * v;
-            }
-        }
-    }
+    for (size_t r = lo; r < hi; ++r)
+        sum_run(m->x + r * C, m->dy + r * C, C, 1024, m->bwd, &a, &b);
     m->acc[t][0] = a;
     m->acc[t][1] = b;
 }
@@ -179,25 +186,9 @@ static void nchw_part(model *m, int t, int nt)
     size_t N = m->rows, C = m->cols, I = m->inner;
     for (size_t c = (size_t)t; c < C; c += (size_t)nt) {
         v16 a = {0}, b = {0};
-        for (size_t o = 0; o < N; ++o) {
-            const float *px = m->x + (o * C + c) * I, *pd = m->dy + (o * C + c) * I;
-            const float *nx = o + 1 < N ? px + C * I : NULL, *nd = o + 1 < N ? pd + C * I : NULL;
-            for (size_t i = 0; i + 16 <= I; i += 16) {
-                if (nx)
-                    __builtin_prefetch(nx + i, 0, 2);
-                v16 v = ld(px + i);
-                if (m->bwd) {
-                    if (nd)
-                        __builtin_prefetch(nd + i, 0, 2);
-                    v16 d = ld(pd + i);
-                    a += d;
-                    b += d * v;
-                } else {
-                    a += v;
-                    b += v * v;
-                }
-            }
-        }
+        for (size_t o = 0; o < N; ++o) /* read-ahead: the same place in the next row */
+            sum_run(m->x + (o * C + c) * I, m->dy + (o * C + c) * I, I / 16 * 16, o + 1 < N ? C * I : 0,
+                    m->bwd, &a, &b);
         v16 k = a * 1e-9f, s = b * 1e-9f;
         for (size_t r = 0; r < N; ++r) {
             size_t base = ((N - 1 - r) * C + c) * I;
