@@ -27,7 +27,8 @@ static const char usage_bench[] =
     "measures the device's copy bandwidth with its own copy kernels, then times\n"
     "every operation and prints median ms, GB/s at minimal traffic and the\n"
     "fraction of copy bandwidth. Its options: --quick, --csv, --json, --reps N,\n"
-    "--batch N, --chart FILE.svg, --cold-warm, --ab VAR, --only TEXT, --ln RxC\n"
+    "--batch N, --chart FILE.svg, --cold-warm, --ab VAR, --only TEXT, --ln RxC,\n"
+    "--native (on a CPU device: next to plain-C models of the same passes)\n"
     "(see clnorm bench --help).\n";
 
 static void print_line(void *user, const char *line)
