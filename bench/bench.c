@@ -3,6 +3,7 @@
  * and reports GB/s at minimal traffic and the fraction of copy bandwidth. */
 #include "clnorm/clnorm.h"
 #include "native.h"
+#include "timing.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,19 +23,6 @@ static cl_context       cl;
 static cl_command_queue q;
 static int              reps = 10;
 static double           copy_gbs, triad_gbs;
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* ---- the reference kernels: copy, two reads + one write, empty ---------- */
 
@@ -122,13 +110,12 @@ static double time_median(run_fn fn, void *arg)
     fn(arg);
     clFinish(q);
     for (int i = 0; i < n; ++i) {
-        double t0 = now();
+        double t0 = bench_now();
         fn(arg);
         clFinish(q);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    return bench_median(t, n);
 }
 
 typedef struct { cl_kernel k; size_t global, local; } kcall;
@@ -525,7 +512,7 @@ static void bench_latency(void)
  * this (fresh) process, which builds or loads the programs. */
 static int first_call(void)
 {
-    double        t0 = now();
+    double        t0 = bench_now();
     clnorm_status st = clnorm_context_create_default(NULL, &ctx);
     if (st != CLNORM_SUCCESS)
         FAIL("clnorm: %s: %s", clnorm_status_string(st), clnorm_last_error(NULL));
@@ -537,13 +524,13 @@ static int first_call(void)
     clnorm_bn_desc_init(&r.desc, CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, dims);
     cl_mem x = alloc_buf(128 * 4, 1), y = alloc_buf(128 * 4, 0);
     clFinish(q);
-    double t1 = now();
+    double t1 = bench_now();
     r.args.x = clnorm_buf(x, 0);
     r.args.y = clnorm_buf(y, 0);
     r.dir    = FWD_TRAIN;
     run_bn(&r);
     clFinish(q);
-    double t2 = now();
+    double t2 = bench_now();
     printf("%.1f %.1f\n", (t1 - t0) * 1e3, (t2 - t1) * 1e3);
     clReleaseMemObject(x);
     clReleaseMemObject(y);
@@ -606,23 +593,20 @@ static void native_compare(size_t N, int quick)
     native_close(set);
     if (fmt_csv || fmt_json)
         return;
-    qsort(host, 3, sizeof *host, cmp_double);
+    double hm = bench_median(host, 3);
     printf("native models (plain C, %d threads, %s), medians of 3 alternations: host copy %.2f GB/s "
            "(this device's copy kernel %.2f)\n",
-           nt, native_streaming() ? "streaming stores" : "plain stores", host[1], copy_gbs);
+           nt, native_streaming() ? "streaming stores" : "plain stores", hm, copy_gbs);
     for (int k = 0; k < NATIVE_CASES; ++k) {
         char shape[64];
         snprintf(shape, sizeof shape, k < 2 ? "%zux112x112x64" : "%zux64x112x112", N);
         double ratio[3];
         for (int r = 0; r < 3; ++r)
             ratio[r] = lib[k][r] / nat[k][r];
-        qsort(nat[k], 3, sizeof(double), cmp_double);
-        qsort(lib[k], 3, sizeof(double), cmp_double);
-        qsort(ratio, 3, sizeof(double), cmp_double);
+        double nm = bench_median(nat[k], 3), lm = bench_median(lib[k], 3), rm = bench_median(ratio, 3);
         printf("  %-16s %-14s native %6.2f GB/s (%.2f of host copy)  clnorm %6.2f GB/s: %.2f of native "
                "(%.2f - %.2f)\n",
-               native_case_name(k), shape, nat[k][1], nat[k][1] / host[1], lib[k][1], ratio[1], ratio[0],
-               ratio[2]);
+               native_case_name(k), shape, nm, nm / hm, lm, rm, ratio[0], ratio[2]);
     }
 }
 
@@ -654,8 +638,13 @@ int main(int argc, char **argv)
             fmt_json = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
             N = strtoul(argv[++i], NULL, 10);
+            if (N == 0) {
+                fprintf(stderr, "clnorm_bench: --batch needs a positive number, not '%s'\n", argv[i]);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--native"))
             native = 1;
         else if (!strcmp(argv[i], "--first-call"))

@@ -12,12 +12,12 @@
  * prefetch a little ahead, as the kernels do. The results are not
  * normalizations (the sums feed made-up coefficients): only the time counts. */
 #include "native.h"
+#include "timing.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -29,13 +29,6 @@
 /* 16 values: one register where the build targets AVX-512 (the bench builds
  * this file for the build machine's CPU), pieces of one otherwise */
 typedef float v16 __attribute__((vector_size(64)));
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static v16 ld(const float *p)
 {
@@ -103,17 +96,17 @@ static void run_threads(model *m, part_fn fn)
 {
     pthread_t th[64];
     job       jobs[64];
+    int       started[64] = {0};
     m->fn = fn;
     for (int t = 1; t < m->nt; ++t) {
-        jobs[t] = (job){m, t};
-        if (pthread_create(&th[t], NULL, trampoline, &jobs[t]) != 0) {
+        jobs[t]    = (job){m, t};
+        started[t] = pthread_create(&th[t], NULL, trampoline, &jobs[t]) == 0;
+        if (!started[t])
             fn(m, t, m->nt); /* no thread: do its share here */
-            th[t] = 0;
-        }
     }
     fn(m, 0, m->nt);
     for (int t = 1; t < m->nt; ++t)
-        if (th[t])
+        if (started[t])
             pthread_join(th[t], NULL);
 }
 
@@ -211,12 +204,6 @@ static void two_pass_nhwc(model *m)
     run_threads(m, nhwc_write_part);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median seconds of reps runs after one warm-up. */
 static double median_time(model *m, int kind, int reps)
 {
@@ -224,7 +211,7 @@ static double median_time(model *m, int kind, int reps)
     if (reps > 64)
         reps = 64;
     for (int i = -1; i < reps; ++i) {
-        double t0 = now();
+        double t0 = bench_now();
         if (kind == 0)
             run_threads(m, copy_part);
         else if (kind == 1)
@@ -232,10 +219,9 @@ static double median_time(model *m, int kind, int reps)
         else
             run_threads(m, nchw_part);
         if (i >= 0)
-            t[i] = now() - t0;
+            t[i] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    return bench_median(t, reps);
 }
 
 static float *alloc_floats(size_t n, float v)
