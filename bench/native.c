@@ -96,17 +96,17 @@ static void run_threads(model *m, part_fn fn)
 {
     pthread_t th[64];
     job       jobs[64];
-    int       started[64] = {0};
     m->fn = fn;
     for (int t = 1; t < m->nt; ++t) {
-        jobs[t]    = (job){m, t};
-        started[t] = pthread_create(&th[t], NULL, trampoline, &jobs[t]) == 0;
-        if (!started[t])
+        jobs[t] = (job){m, t};
+        if (pthread_create(&th[t], NULL, trampoline, &jobs[t]) != 0) {
             fn(m, t, m->nt); /* no thread: do its share here */
+            jobs[t].m = NULL;  /* nothing to join */
+        }
     }
     fn(m, 0, m->nt);
     for (int t = 1; t < m->nt; ++t)
-        if (started[t])
+        if (jobs[t].m)
             pthread_join(th[t], NULL);
 }
 
