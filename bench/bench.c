@@ -256,10 +256,12 @@ static int   fmt_csv, fmt_json, nrows;
  * that both see the same machine and the same memory. Returns copy time /
  * op time, the op's fraction of that yardstick (the traffic is the same).
  * Fair where the tensor fits a cache, and steady where a run's buffers or
- * a neighbour's load move both alike. */
+ * a neighbour's load move both alike. 0 under 8 values. */
 static double own_copy_frac(run_fn fn, void *arg, size_t n, int backward, cl_mem x, cl_mem dy, cl_mem out)
 {
-    cl_ulong n8 = n / 8 ? n / 8 : 1;
+    cl_ulong n8 = n / 8; /* whole vectors of 8 within the buffers */
+    if (n8 == 0)
+        return 0; /* under 8 values: no copy to compare with */
     kcall    c  = backward ? best_add : best_copy;
     if (backward)
         set4(c.k, x, dy, out, n8);
@@ -272,7 +274,7 @@ static double own_copy_frac(run_fn fn, void *arg, size_t n, int backward, cl_mem
         tc += time_median(run_kernel, &c);
         to += time_median(fn, arg);
     }
-    return tc / to;
+    return tc / to * (double)n / (double)(n8 * 8); /* per value: the copy may leave a tail */
 }
 static const char *ab_var; /* --ab VAR: time each case without and with VAR=1 */
 static const char *only;   /* --only TEXT: cases whose "op dir layout shape" contains TEXT */
