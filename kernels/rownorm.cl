@@ -779,7 +779,9 @@ inline void gn_bwd_row(__global const store_t *xr, __global const store_t *dyr, 
 
 __kernel void gn_bwd_items(GN_BWD_ARGS)
 {
-    __local real4 sh[1]; /* unused: lanes own rows */
+    /* Lanes own rows here, so no local memory: a __local array this kernel
+     * never touches after inlining trips an assertion in PoCL 5's
+     * automatic-local handling (Debian/Ubuntu builds with asserts on). */
     ulong L = cpg * Sp;
     for (uint t = 0; t < tpi; ++t) {
         ulong r = ITEM_TASK(t);
@@ -787,7 +789,7 @@ __kernel void gn_bwd_items(GN_BWD_ARGS)
             break;
         ulong e = r * L, nx = NEXT_ROW(t, R, L);
         gn_bwd_row(x + xoff + e, dy + dyoff + e, dx + dxoff + e, gamma, goff, mean[moff + r],
-                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, sh, 0, stream,
+                   inv[ioff + r], r, G, cpg, Sp, 0, 8, tab, tofs, (__local real4 *)0, 0, stream,
                    nx ? x + xoff + nx : NOPF, nx ? dy + dyoff + nx : NOPF);
     }
     NT_FENCE(stream);
