@@ -92,8 +92,46 @@ typedef ushort vc_ushort16 __attribute__((ext_vector_type(16), aligned(2), may_a
 #define GLD(t, n, q)    (*(__global const vc_##t##n *)(q))
 #define GST(t, n, v, q) (*(__global vc_##t##n *)(q) = (v))
 #else
+/* Elsewhere (GPU compilers), vloadn/vstoren may assume only the element's
+ * alignment and split into scalar accesses: a lane reading 8 contiguous
+ * values then issues 8 narrow loads 32 bytes apart from its neighbours',
+ * which measured at 0.4 of a copy on an NVIDIA H100. Where the address
+ * allows (the usual case: aligned buffers, rows of a multiple of 4 values),
+ * they go as 4-vectors of natural alignment instead; the test is per
+ * access, so offsets and odd row lengths still take the general path.
+ * -DCLNORM_NO_VEC4 turns it off (A/B). */
+#if !defined(CLNORM_NO_VEC4)
+#define CLNORM_VEC4_FNS(t)                                                                     \
+    inline int vec4_ok_##t(__global const t *q) { return ((ulong)q & (sizeof(t##4) - 1)) == 0; } \
+    inline t##8 gld8_##t(__global const t *q)                                                  \
+    {                                                                                          \
+        if (vec4_ok_##t(q))                                                                    \
+            return (t##8)(*(__global const t##4 *)q, *(__global const t##4 *)(q + 4));         \
+        return vload8(0, q);                                                                   \
+    }                                                                                          \
+    inline t##16 gld16_##t(__global const t *q) { return (t##16)(gld8_##t(q), gld8_##t(q + 8)); } \
+    inline void gst8_##t(__global t *q, t##8 v)                                                \
+    {                                                                                          \
+        if (vec4_ok_##t(q)) {                                                                  \
+            *(__global t##4 *)q       = v.lo;                                                  \
+            *(__global t##4 *)(q + 4) = v.hi;                                                  \
+        } else {                                                                               \
+            vstore8(v, 0, q);                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    inline void gst16_##t(__global t *q, t##16 v)                                              \
+    {                                                                                          \
+        gst8_##t(q, v.lo);                                                                     \
+        gst8_##t(q + 8, v.hi);                                                                 \
+    }
+CLNORM_VEC4_FNS(real)
+CLNORM_VEC4_FNS(ushort)
+#define GLD(t, n, q)    gld##n##_##t(q)
+#define GST(t, n, v, q) gst##n##_##t((q), (v))
+#else
 #define GLD(t, n, q)    vload##n(0, q)
 #define GST(t, n, v, q) vstore##n((v), 0, q)
+#endif
 #endif
 
 /* Streaming stores (CLNORM_NT builds: clang-based CPU compilers, fp32
