@@ -179,15 +179,29 @@ __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, u
                                __global real *rvar, ulong rvoff,
                                __global real *coef, ulong cofs)
 {
-    uint c = get_global_id(0);
-    if (c >= C)
-        return;
     coef += cofs;
     part += poff;
     real4 acc = (real4)0;
+#if LX > 1
+    /* a work-group per channel: lane j merges partials j, j + LX, ... in
+     * order, then the fixed tree (a channels-last tensor can leave
+     * thousands of partials per channel, too many for one work-item) */
+    __local real4 sh[LX];
+    uint lane = get_local_id(0), c = get_global_id(1);
+    if (c < C)
+        for (uint t = lane; t < K * Ip; t += LX)
+            acc = stat_merge(acc, part[((ulong)(t / Ip) * C + c) * Ip + t % Ip]);
+    acc = lanes_stats(acc, lane, sh);
+    if (lane != 0 || c >= C)
+        return;
+#else
+    uint c = get_global_id(0);
+    if (c >= C)
+        return;
     for (uint k = 0; k < K; ++k)
         for (uint i = 0; i < Ip; ++i)
             acc = stat_merge(acc, part[((ulong)k * C + c) * Ip + i]);
+#endif
     real var  = acc.w / M;
     real mean = acc.y + acc.z;
     real inv  = (real)1 / sqrt(var + eps);
@@ -347,18 +361,33 @@ __kernel void bn_bwd_combine(__global const real4 *part, ulong poff, uint K, uin
                              __global real *dbeta, ulong dboff,
                              __global real *coef, ulong cofs)
 {
-    uint c = get_global_id(0);
-    if (c >= C)
-        return;
     coef += cofs;
     part += poff;
     real4 acc = (real4)0;
+#if LX > 1
+    /* a work-group per channel, as bn_stats_combine */
+    __local real4 sh[LX];
+    uint lane = get_local_id(0), c = get_global_id(1);
+    if (c < C)
+        for (uint t = lane; t < K * Ip; t += LX) {
+            real4 p = part[((ulong)(t / Ip) * C + c) * Ip + t % Ip];
+            acc = sum2_add(acc, p.xy);
+            acc.zw += p.zw;
+        }
+    acc = lanes_sums(acc, lane, sh);
+    if (lane != 0 || c >= C)
+        return;
+#else
+    uint c = get_global_id(0);
+    if (c >= C)
+        return;
     for (uint k = 0; k < K; ++k)
         for (uint i = 0; i < Ip; ++i) {
             real4 p = part[((ulong)k * C + c) * Ip + i];
             acc = sum2_add(acc, p.xy);
             acc.zw += p.zw;
         }
+#endif
     real sdy  = acc.x + acc.z;
     real sdxm = acc.y + acc.w;
     real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + c] + eps) : inv_src[ioff + c];

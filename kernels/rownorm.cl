@@ -303,8 +303,8 @@ __kernel void gn_stats_cols(__global const store_t *x, ulong xoff, ulong C, ulon
     part[poff + (n * C + c) * Kc + k] = acc;
 }
 
-/* One work-item per statistics row r merges its Q partials part[r*Q ...] in
- * order, writes mean (not for RMS) and invstd, and the apply coefficients of
+/* One work-item (or work-group) per statistics row r merges its Q partials
+ * part[r*Q ...] in a fixed order, writes mean (not for RMS) and invstd, and the apply coefficients of
  * its cpg channels: coef[r*cpg + i] = (hi, lo, inv*gamma, beta), gamma and
  * beta indexed (r % G)*cpg + i (layer norm passes none: cpg = 1, and the
  * apply multiplies its per-column gamma). */
@@ -314,13 +314,28 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
                                __global real *mean, ulong moff, __global real *inv, ulong ioff,
                                __global real4 *coef, ulong cofs)
 {
+    real4 acc = (real4)0;
+#if LX > 1
+    /* a work-group per row (run_rowmerge): lane j merges partials j, j + LX,
+     * ... in order, then the fixed tree; a channels-last group norm can have
+     * thousands of partials per row */
+    __local real4 sh[LX];
+    uint  lane = get_local_id(0);
+    ulong r    = get_group_id(0);
+    __global const real4 *p = part + poff + r * Q;
+    for (ulong q = lane; q < Q; q += LX)
+        acc = rms ? sum_merge(acc, p[q]) : stat_merge(acc, p[q]);
+    acc = lanes_merge(sh, acc, rms);
+    if (lane != 0)
+        return;
+#else
     ulong r = get_global_id(0);
     if (r >= rows)
         return;
     __global const real4 *p = part + poff + r * Q;
-    real4 acc = (real4)0;
     for (ulong q = 0; q < Q; ++q)
         acc = rms ? sum_merge(acc, p[q]) : stat_merge(acc, p[q]);
+#endif
     real4 k = row_coef(acc, n, eps, rms);
     if (mean && !rms)
         mean[moff + r] = k.x + k.y;
@@ -716,18 +731,52 @@ __kernel void rn_bwd_groups(BWD_ARGS)
     }
 }
 
-/* Per column j: merges the K owners' planes (rn_bwd_* with cacc) in order
- * into dgamma[j] and dbeta[j] (each optional). */
+/* Column merges (rn_col_planes, rn_col_combine): column j sums K terms in
+ * order. With LX >= 16 (GPUs), a work-group covers CSLICE_W columns, and
+ * its NSLICE lanes per column take every NSLICE-th term, merged after by a
+ * fixed tree: one work-item per column was thousands of dependent loads
+ * long. Neighbouring lanes read neighbouring columns. */
+#if LX >= 16
+#define CSLICE_W 8
+#define NSLICE   (LX / CSLICE_W)
+#define COLS_SLICED_BEGIN(n)                                                \
+    __local real4 sh[LX];                                                   \
+    uint  lane = get_local_id(0), cx = lane % CSLICE_W;                     \
+    ulong j = get_group_id(0) * CSLICE_W + cx, k = lane / CSLICE_W;         \
+    real4 acc = (real4)0;                                                   \
+    if (j >= (n))                                                           \
+        k = K;
+#define COLS_SLICED_END(n)                                                  \
+    sh[lane] = acc;                                                         \
+    barrier(CLK_LOCAL_MEM_FENCE);                                           \
+    for (uint h = NSLICE / 2; h > 0; h >>= 1) {                             \
+        if (lane / CSLICE_W < h)                                            \
+            sh[lane] = sum_merge(sh[lane], sh[lane + h * CSLICE_W]);        \
+        barrier(CLK_LOCAL_MEM_FENCE);                                       \
+    }                                                                       \
+    if (lane >= CSLICE_W || j >= (n))                                       \
+        return;                                                             \
+    acc = sh[lane];
+#else
+#define NSLICE 1
+#define COLS_SLICED_BEGIN(n)                                                \
+    ulong j = get_global_id(0), k = 0;                                      \
+    real4 acc = (real4)0;                                                   \
+    if (j >= (n))                                                           \
+        return;
+#define COLS_SLICED_END(n)
+#endif
+
+/* Per column j: merges the K owners' planes (rn_bwd_* with cacc) in a fixed
+ * order into dgamma[j] and dbeta[j] (each optional). */
 __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulong L,
                             __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
 {
-    ulong j = get_global_id(0);
-    if (j >= L)
-        return;
-    __global const real *p = cacc + caoff + j;
-    real4 acc = (real4)0;
-    for (ulong k = 0; k < K; ++k, p += COL_PLANES * L)
+    COLS_SLICED_BEGIN(L)
+    __global const real *p = cacc + caoff + j + k * COL_PLANES * L;
+    for (; k < K; k += NSLICE, p += NSLICE * COL_PLANES * L)
         acc = sum_merge(acc, (real4)(p[2 * L], p[4 * L], p[3 * L], p[5 * L]));
+    COLS_SLICED_END(L)
     if (dgamma)
         dgamma[dgoff + j] = acc.x + acc.z;
     if (dbeta)
@@ -879,23 +928,37 @@ __kernel void rn_bwd_combine(__global const real4 *part, ulong poff, ulong rows,
                              ulong ioff, __global real4 *coef, ulong cofs, __global real4 *tab,
                              ulong tofs)
 {
-    ulong r = get_global_id(0);
+#if LX > 1
+    /* a work-group per row, its lanes splitting each channel's partials (as
+     * rn_stats_combine); every lane gets the merged sums */
+    __local real4 sh[LX];
+    uint  lane = get_local_id(0), first = lane, step = LX;
+    ulong r    = get_group_id(0);
+#else
+    uint  lane = 0, first = 0, step = 1;
+    ulong r    = get_global_id(0);
     if (r >= rows)
         return;
+#endif
     ulong Kx = Q / cpg, gb = (r % G) * cpg;
     real  m = rms ? (real)0 : mean[moff + r], iv = inv[ioff + r];
     __global const real4 *p = part + poff + r * Q;
     real4 tot = (real4)0;
     for (ulong i = 0; i < cpg; ++i) {
         real4 blk = (real4)0;
-        for (ulong q = 0; q < Kx; ++q)
+        for (ulong q = first; q < Kx; q += step)
             blk = sum_merge(blk, p[i * Kx + q]);
+#if LX > 1
+        blk = lanes_merge(sh, blk, 1);
+#endif
         real sx = blk.x + blk.z, sy = blk.y + blk.w;
         real w  = gamma ? gamma[goff + gb + i] : (real)1;
         tot     = sum2_add(tot, (real2)(w * sx, w * sy));
-        if (tab)
+        if (tab && lane == 0)
             tab[tofs + r * cpg + i] = (real4)(iv * sy, sx, (real)0, (real)0);
     }
+    if (lane != 0)
+        return;
     real4 k = bwd_coef(tot.x + tot.z, tot.y + tot.w, m, iv, n, rms);
     for (ulong i = 0; i < cpg; ++i) {
         real w = gamma ? gamma[goff + gb + i] : (real)1;
@@ -1026,17 +1089,15 @@ __kernel void rn_col_part(__global const store_t *x, ulong xoff, __global const 
     }
 }
 
-/* Per column j: merges the K partials part[k*W + j] in order into
+/* Per column j: merges the K partials part[k*W + j] in a fixed order into
  * dgamma[j] and dbeta[j] (each optional). */
 __kernel void rn_col_combine(__global const real4 *part, ulong poff, ulong K, ulong W,
                              __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
 {
-    ulong j = get_global_id(0);
-    if (j >= W)
-        return;
-    real4 acc = (real4)0;
-    for (ulong k = 0; k < K; ++k)
+    COLS_SLICED_BEGIN(W)
+    for (; k < K; k += NSLICE)
         acc = sum_merge(acc, part[poff + k * W + j]);
+    COLS_SLICED_END(W)
     if (dgamma)
         dgamma[dgoff + j] = acc.x + acc.z;
     if (dbeta)

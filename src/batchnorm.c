@@ -180,6 +180,22 @@ static void channel_launch(const clnorm_context *ctx, size_t C, size_t K, size_t
     l[2] = 1;
 }
 
+/* The launch of a combine kernel (bn_stats_combine, bn_bwd_combine): a
+ * work-item per channel, or with LX > 1 lanes a work-group per channel;
+ * returns the number of dimensions. */
+static cl_uint combine_launch(const clnorm_context *ctx, size_t C, size_t *g, size_t *l)
+{
+    if (ctx->tune.lx > 1) {
+        g[0] = l[0] = ctx->tune.lx;
+        g[1]        = C;
+        l[1]        = 1;
+        return 2;
+    }
+    l[0] = C < 64 ? C : 64;
+    g[0] = clnorm_round_up(C, l[0]);
+    return 1;
+}
+
 /* Checks everything about desc that does not depend on buffers. */
 static clnorm_status check_desc(clnorm_context *ctx, const char *fn, const clnorm_bn_desc *desc,
                                 char dir, bn_plan *p)
@@ -415,8 +431,8 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
                            KARG(ws),
                            KARG(cofs)};
     CHECK(clnorm_set_args(ctx, k, cargs, 23));
-    size_t lc = p->C < 64 ? p->C : 64, g[1] = {clnorm_round_up(p->C, lc)}, l[1] = {lc};
-    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    size_t g[2], l[2];
+    return clnorm_seq_run(ctx, seq, k, combine_launch(ctx, p->C, g, l), g, l);
 }
 
 /* Whether a fused kernel writes its tensor-sized output with streaming
@@ -736,8 +752,8 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
                            KARG(args->gamma.mem), KARG(goff), KARG(args->dgamma.mem), KARG(dgoff),
                            KARG(args->dbeta.mem), KARG(dboff), KARG(ws), KARG(cofs)};
         CHECK_SEQ(clnorm_set_args(ctx, k, a, 20));
-        size_t lc = p.C < 64 ? p.C : 64, g[1] = {clnorm_round_up(p.C, lc)}, l[1] = {lc};
-        CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+        size_t g[2], l[2];
+        CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, combine_launch(ctx, p.C, g, l), g, l));
     }
     {
         cl_int use_x = !frozen;

@@ -167,7 +167,10 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p)
     p->nper                = p->cpg * p->Sp;
     if (p->nhwc) {
         size_t rc = t->chunk < p->Sp ? t->chunk : p->Sp;
-        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < t->min_parallel && rc > 8)
+        /* GPUs: chunks of 64 rows at least, or the 16-byte partials cost
+         * more traffic than the values they sum, and their merge grows long */
+        size_t rc_min = t->cpu_style ? 8 : 64;
+        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < t->min_parallel && rc > rc_min)
             rc /= 2;
         p->Rc = rc;
         p->Kc = clnorm_div_up(p->Sp, rc);
@@ -425,6 +428,29 @@ static clnorm_status run_1d(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, s
     return clnorm_seq_run(ctx, seq, k, 1, g, l);
 }
 
+/* Runs a per-row merge (rn_stats_combine, rn_bwd_combine) over n rows: a
+ * work-item per row, or with lanes a work-group per row. */
+static clnorm_status run_rowmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, size_t n)
+{
+    size_t lx = ctx->tune.lx;
+    if (lx == 1)
+        return run_1d(ctx, seq, k, n);
+    size_t g[1] = {n * lx}, l[1] = {lx};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
+/* Runs a column merge (rn_col_planes, rn_col_combine) over n columns: a
+ * work-item per column, or with 16 lanes or more a work-group per 8
+ * columns (the kernels' CSLICE_W), its lanes splitting the terms. */
+static clnorm_status run_colmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, size_t n)
+{
+    size_t lx = ctx->tune.lx;
+    if (lx < 16)
+        return run_1d(ctx, seq, k, n);
+    size_t g[1] = {clnorm_div_up(n, 8) * lx}, l[1] = {lx};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
 /* Runs a group norm NHWC column kernel: work-items (c, k, n). */
 static clnorm_status run_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p)
 {
@@ -531,7 +557,7 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
                               KARG(goff), KARG(cb),   KARG(boff), KARG(mean), KARG(moff),
                               KARG(a->invstd.mem), KARG(ioff), KARG(ws), KARG(cofs)};
         CHECK(clnorm_set_args(ctx, k, args, 19));
-        CHECK(run_1d(ctx, seq, k, p->nstat));
+        CHECK(run_rowmerge(ctx, seq, k, p->nstat));
     }
     {
         ew_view  v     = ew_of(p);
@@ -590,7 +616,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                 clnorm_karg cargs[] = {KARG(ws),    KARG(tofs),  KARG(K),     KARG(L),
                                        KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
                 CHECK(clnorm_set_args(ctx, k, cargs, 8));
-                CHECK(run_1d(ctx, seq, k, p->L));
+                CHECK(run_colmerge(ctx, seq, k, p->L));
             }
         }
         if (p->S == 1) {
@@ -612,7 +638,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             clnorm_karg cargs[] = {KARG(ws),    KARG(caoff), KARG(K),     KARG(L),
                                    KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
             CHECK(clnorm_set_args(ctx, k, cargs, 8));
-            return run_1d(ctx, seq, k, p->L);
+            return run_colmerge(ctx, seq, k, p->L);
         }
     }
 
@@ -662,7 +688,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                               KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff), KARG(ws),
                               KARG(cofs), KARG(tab),  KARG(tofs)};
         CHECK(clnorm_set_args(ctx, k, args, 18));
-        CHECK(run_1d(ctx, seq, k, p->nstat));
+        CHECK(run_rowmerge(ctx, seq, k, p->nstat));
     }
     {
         ew_view  v     = ew_of(p);
@@ -683,7 +709,7 @@ col_combine:
         clnorm_karg args[] = {KARG(ws), KARG(tofs), KARG(K), KARG(W), KARG(a->dgamma.mem),
                               KARG(dgoff), KARG(a->dbeta.mem), KARG(dboff)};
         CHECK(clnorm_set_args(ctx, k, args, 8));
-        CHECK(run_1d(ctx, seq, k, p->C));
+        CHECK(run_colmerge(ctx, seq, k, p->C));
     }
     return CLNORM_SUCCESS;
 }
