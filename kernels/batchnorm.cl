@@ -166,7 +166,45 @@ __kernel void bn_stats_cols(__global const store_t *x, ulong xoff, uint O, uint 
     part[(ulong)k * W + j] = acc;
 }
 
-/* One work-item per channel merges its K*Ip partials in a fixed order and
+/* The start of a combine kernel: real4 acc = channel c's K*Ip partials
+ * part[(k*C + c)*Ip + i], merged in a fixed order as statistics (Chan's
+ * formula, SUMS 0) or as compensated sum pairs (SUMS 1); only the thread
+ * that holds a valid channel's result goes on. With LX > 1 lanes (GPUs) a
+ * work-group takes the channel: lane j merges partials j, j + LX, ... in
+ * order, then the fixed tree (a channels-last tensor can leave thousands of
+ * partials per channel, too many for one work-item). */
+inline real4 part_merge(real4 acc, real4 p, int sums)
+{
+    if (!sums)
+        return stat_merge(acc, p);
+    acc = sum2_add(acc, p.xy);
+    acc.zw += p.zw;
+    return acc;
+}
+#if LX > 1
+#define COMBINE_CHANNEL(SUMS)                                                       \
+    __local real4 sh[LX];                                                           \
+    uint  lane = get_local_id(0), c = get_global_id(1);                             \
+    real4 acc  = (real4)0;                                                          \
+    part += poff;                                                                   \
+    if (c < C)                                                                      \
+        for (uint t = lane; t < K * Ip; t += LX)                                    \
+            acc = part_merge(acc, part[((ulong)(t / Ip) * C + c) * Ip + t % Ip], SUMS); \
+    acc = (SUMS) ? lanes_sums(acc, lane, sh) : lanes_stats(acc, lane, sh);          \
+    if (lane != 0 || c >= C)                                                        \
+        return;
+#else
+#define COMBINE_CHANNEL(SUMS)                                                       \
+    uint  c   = get_global_id(0);                                                   \
+    real4 acc = (real4)0;                                                           \
+    part += poff;                                                                   \
+    if (c >= C)                                                                     \
+        return;                                                                     \
+    for (uint t = 0; t < K * Ip; ++t)                                               \
+        acc = part_merge(acc, part[((ulong)(t / Ip) * C + c) * Ip + t % Ip], SUMS);
+#endif
+
+/* One work-item (or work-group) per channel merges its K*Ip partials and
  * writes the saved statistics, the running averages and the apply
  * coefficients (mean_hi, mean_lo, gamma*invstd, beta) of channel c. */
 __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, uint C, uint Ip, real M,
@@ -180,28 +218,7 @@ __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, u
                                __global real *coef, ulong cofs)
 {
     coef += cofs;
-    part += poff;
-    real4 acc = (real4)0;
-#if LX > 1
-    /* a work-group per channel: lane j merges partials j, j + LX, ... in
-     * order, then the fixed tree (a channels-last tensor can leave
-     * thousands of partials per channel, too many for one work-item) */
-    __local real4 sh[LX];
-    uint lane = get_local_id(0), c = get_global_id(1);
-    if (c < C)
-        for (uint t = lane; t < K * Ip; t += LX)
-            acc = stat_merge(acc, part[((ulong)(t / Ip) * C + c) * Ip + t % Ip]);
-    acc = lanes_stats(acc, lane, sh);
-    if (lane != 0 || c >= C)
-        return;
-#else
-    uint c = get_global_id(0);
-    if (c >= C)
-        return;
-    for (uint k = 0; k < K; ++k)
-        for (uint i = 0; i < Ip; ++i)
-            acc = stat_merge(acc, part[((ulong)k * C + c) * Ip + i]);
-#endif
+    COMBINE_CHANNEL(0)
     real var  = acc.w / M;
     real mean = acc.y + acc.z;
     real inv  = (real)1 / sqrt(var + eps);
@@ -362,32 +379,7 @@ __kernel void bn_bwd_combine(__global const real4 *part, ulong poff, uint K, uin
                              __global real *coef, ulong cofs)
 {
     coef += cofs;
-    part += poff;
-    real4 acc = (real4)0;
-#if LX > 1
-    /* a work-group per channel, as bn_stats_combine */
-    __local real4 sh[LX];
-    uint lane = get_local_id(0), c = get_global_id(1);
-    if (c < C)
-        for (uint t = lane; t < K * Ip; t += LX) {
-            real4 p = part[((ulong)(t / Ip) * C + c) * Ip + t % Ip];
-            acc = sum2_add(acc, p.xy);
-            acc.zw += p.zw;
-        }
-    acc = lanes_sums(acc, lane, sh);
-    if (lane != 0 || c >= C)
-        return;
-#else
-    uint c = get_global_id(0);
-    if (c >= C)
-        return;
-    for (uint k = 0; k < K; ++k)
-        for (uint i = 0; i < Ip; ++i) {
-            real4 p = part[((ulong)k * C + c) * Ip + i];
-            acc = sum2_add(acc, p.xy);
-            acc.zw += p.zw;
-        }
-#endif
+    COMBINE_CHANNEL(1)
     real sdy  = acc.x + acc.z;
     real sdxm = acc.y + acc.w;
     real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + c] + eps) : inv_src[ioff + c];
