@@ -3,8 +3,10 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <float.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +250,19 @@ clnorm_status clnorm_query_device(cl_device_id device, clnorm_device_info *info)
     return CLNORM_SUCCESS;
 }
 
+/* Whether environment variable name holds a plain decimal number (digits
+ * only, no sign or space, within unsigned long long), stored in *v. */
+static int env_decimal(const char *name, unsigned long long *v)
+{
+    const char *s = getenv(name);
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    *v    = strtoull(s, &end, 10);
+    return *end == '\0' && errno == 0;
+}
+
 static void choose_tuning(clnorm_context *ctx)
 {
     const char *v   = getenv("CLNORM_VARIANT");
@@ -260,13 +275,9 @@ static void choose_tuning(clnorm_context *ctx)
     /* tests: plan as a device of this many compute units would (a large
      * GPU's many small partials, on a 2-core CI machine); a value that is
      * not a plain decimal number from 1 to 65536 is ignored */
-    const char *cus = getenv("CLNORM_COMPUTE_UNITS");
-    if (cus && *cus >= '1' && *cus <= '9') {
-        char              *end;
-        unsigned long long v = strtoull(cus, &end, 10);
-        if (*end == '\0' && v <= 65536)
-            cu = (size_t)v;
-    }
+    unsigned long long ev;
+    if (env_decimal("CLNORM_COMPUTE_UNITS", &ev) && ev >= 1 && ev <= 65536)
+        cu = (size_t)ev;
     ctx->tune.cpu_style = cpu;
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
     const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
@@ -287,13 +298,8 @@ static void choose_tuning(clnorm_context *ctx)
     ctx->tune.nt_min_bytes = (size_t)16 << 20;
     /* tests: the streaming paths on small shapes; a value that is not a
      * plain decimal number is ignored */
-    const char *smin = getenv("CLNORM_STREAM_MIN_BYTES");
-    if (smin && *smin >= '0' && *smin <= '9') {
-        char              *end;
-        unsigned long long v = strtoull(smin, &end, 10);
-        if (*end == '\0')
-            ctx->tune.nt_min_bytes = (size_t)v;
-    }
+    if (env_decimal("CLNORM_STREAM_MIN_BYTES", &ev) && ev <= SIZE_MAX)
+        ctx->tune.nt_min_bytes = (size_t)ev;
     if (cpu) {
         /* PoCL runs work-groups on threads and vectorizes inside a work-item's
          * explicit vectors: coarse work-items over contiguous data. */

@@ -432,11 +432,7 @@ static clnorm_status run_1d(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, s
  * work-item per row, or with lanes a work-group per row. */
 static clnorm_status run_rowmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, size_t n)
 {
-    size_t lx = ctx->tune.lx;
-    if (lx == 1)
-        return run_1d(ctx, seq, k, n);
-    size_t g[1] = {n * lx}, l[1] = {lx};
-    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    return ctx->tune.lx == 1 ? run_1d(ctx, seq, k, n) : run_groups(ctx, seq, k, n);
 }
 
 /* Runs a column merge (rn_col_planes, rn_col_combine) over n columns: a
@@ -444,11 +440,7 @@ static clnorm_status run_rowmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kerne
  * columns (the kernels' CSLICE_W), its lanes splitting the terms. */
 static clnorm_status run_colmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, size_t n)
 {
-    size_t lx = ctx->tune.lx;
-    if (lx < 16)
-        return run_1d(ctx, seq, k, n);
-    size_t g[1] = {clnorm_div_up(n, 8) * lx}, l[1] = {lx};
-    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    return ctx->tune.lx < 16 ? run_1d(ctx, seq, k, n) : run_groups(ctx, seq, k, clnorm_div_up(n, 8));
 }
 
 /* Runs a group norm NHWC column kernel: work-items (c, k, n). */
