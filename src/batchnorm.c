@@ -112,9 +112,11 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p, char dir)
             p->Ip     = p->I;
             goto sized;
         }
+        /* columns walk (GPUs): chunks of rows, halved while the device is
+         * not full, down to part_rows_min */
         p->W = p->C * p->I;
         p->R = chunk < p->O ? chunk : p->O;
-        while (p->W * clnorm_div_up(p->O, p->R) < par && p->R > 8)
+        while (p->W * clnorm_div_up(p->O, p->R) < par && p->R / 2 >= t->part_rows_min)
             p->R /= 2;
         p->K  = clnorm_div_up(p->O, p->R);
         p->S  = 1;

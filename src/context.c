@@ -307,6 +307,7 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.chunk          = 16384;
         ctx->tune.row_min_tpi    = 16;
         ctx->tune.min_parallel   = cu * 8;
+        ctx->tune.part_rows_min  = 8;
         ctx->tune.rows_min_inner = 32;
         ctx->tune.fuse_min_channels = cu * 2;
         ctx->tune.fuse_max_slice    = (size_t)1 << 19;
@@ -319,6 +320,9 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.lx             = (unsigned)lx;
         ctx->tune.chunk          = lx * 8 * 16;
         ctx->tune.min_parallel   = cu * 2048;
+        /* a large GPU's min_parallel would otherwise cut column walks into
+         * chunks of a few rows, whose partials rival the tensor in bytes */
+        ctx->tune.part_rows_min  = 64;
         ctx->tune.rows_min_inner = 64;
         ctx->tune.fuse_min_channels = cu * 4;
         ctx->tune.fuse_max_slice    = (size_t)1 << 16;

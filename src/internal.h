@@ -28,6 +28,8 @@ typedef struct clnorm_tuning {
     size_t   chunk;         /* elements one work-item (or lane group) reduces */
     size_t   row_min_tpi;   /* CPUs: rows a lane takes at least (it prefetches the next) */
     size_t   min_parallel;  /* work-items wanted in a reduction for the device to be full */
+    size_t   part_rows_min; /* rows one column partial sums at least: below that, the
+                             * 16-byte partials cost traffic comparable to the values */
     unsigned rows_min_inner;/* I at and above which the rows walk is used */
     size_t   fuse_min_channels; /* fused one-kernel ops: channels to fill the device */
     size_t   fuse_max_slice;    /* ... and the largest per-channel slice (elements) */

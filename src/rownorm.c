@@ -124,7 +124,11 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
      * owners <= R/16. Fewer, longer owners than the plain walk, but
      * enough to fill the device. */
     const clnorm_tuning *t = &ctx->tune;
-    if (p->S == 1 && !t->no_fused) {
+    /* Not where GPU lanes own rows: each lane's planes would be its own
+     * strided read-modify-write of L values per row, in memory rather than
+     * cache, and lane owners capped at R/16 leave a large GPU mostly idle
+     * (32768 rows of 128: 9 work-groups on 132 compute units). */
+    if (p->S == 1 && !t->no_fused && (t->cpu_style || p->lpr > 1)) {
         size_t want = t->cpu_style ? 2 * t->min_parallel : t->min_parallel / (8 * t->lx);
         size_t need = t->cpu_style ? t->min_parallel : want / 2;
         size_t cap  = p->R / 16;
@@ -133,15 +137,10 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
         if (cap >= need && cap >= 1) {
             size_t owners = want < cap ? want : cap;
             size_t per    = clnorm_div_up(p->R, owners); /* rows per owner */
-            p->btpi       = per;
-            if (p->lpr == 1) {
-                /* lanes own rows: a work-group of lx lanes covers lx*btpi */
-                p->bgroups = clnorm_div_up(p->R, p->btpi * t->lx);
-                p->owners  = p->bgroups * t->lx;
-            } else {
-                p->bgroups = clnorm_div_up(p->R, p->btpi);
-                p->owners  = p->bgroups;
-            }
+            /* an owner is a work-group: of one lane (CPUs) or sharing rows */
+            p->btpi    = per;
+            p->bgroups = clnorm_div_up(p->R, p->btpi);
+            p->owners  = p->bgroups;
             p->col_n = clnorm_div_up(p->owners * p->L * 6, 4); /* 6 planes of L */
             plan_scratch(p);
             return;
@@ -150,11 +149,13 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
     /* dgamma/dbeta in their own pass: enough (column block, row chunk)
      * work-items to fill the device; one chunk writes the outputs directly. */
     size_t ncb = clnorm_div_up(p->L, col_width(ctx));
-    p->K       = clnorm_div_up(ctx->tune.min_parallel, ncb);
+    p->K       = clnorm_div_up(t->min_parallel, ncb);
     if (p->K > p->R)
         p->K = p->R;
     p->RC = clnorm_div_up(p->R, p->K);
-    p->K  = clnorm_div_up(p->R, p->RC);
+    if (p->RC < t->part_rows_min)
+        p->RC = t->part_rows_min < p->R ? t->part_rows_min : p->R;
+    p->K = clnorm_div_up(p->R, p->RC);
     if (p->K > 1)
         p->col_n = p->K * p->L;
     plan_scratch(p);
@@ -167,10 +168,7 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p)
     p->nper                = p->cpg * p->Sp;
     if (p->nhwc) {
         size_t rc = t->chunk < p->Sp ? t->chunk : p->Sp;
-        /* GPUs: chunks of 64 rows at least, or the 16-byte partials cost
-         * more traffic than the values they sum, and their merge grows long */
-        size_t rc_min = t->cpu_style ? 8 : 64;
-        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < t->min_parallel && rc > rc_min)
+        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < t->min_parallel && rc / 2 >= t->part_rows_min)
             rc /= 2;
         p->Rc = rc;
         p->Kc = clnorm_div_up(p->Sp, rc);
