@@ -52,24 +52,39 @@ typedef struct rn_plan {
      * work-group and work-groups of that walk */
     size_t owners, btpi, bgroups;
     size_t coef_n, part_n, col_n; /* scratch real4 counts */
+    size_t chunk, par;        /* values per lane or work-group, work-items to fill the device */
+    int    fused;             /* -1 heuristic; 0, 1: the fused walk off, on where it applies */
     size_t part_off, col_off, fwd_bytes, bwd_bytes;
 } rn_plan;
 
 static size_t align128(size_t v) { return clnorm_round_up(v, 128); }
 
+/* The sizes and fused choice for a shape class (direction dir, rows flag,
+ * values per statistic, statistics): the tuner's, where it measured the
+ * class (or the one it forces while measuring), else the heuristic's. */
+static void plan_choice(const clnorm_context *ctx, rn_plan *p, char dir, int rows, size_t slice,
+                        size_t count)
+{
+    clnorm_choice ch = ctx->forcing ? ctx->force
+                                    : clnorm_lookup_choice(ctx, clnorm_shape_key(dir, rows, slice, count));
+    p->chunk = ch.chunk ? ch.chunk : ctx->tune.chunk;
+    p->par   = ch.par ? ch.par : ctx->tune.min_parallel;
+    p->fused = ctx->tune.no_fused ? 0 : ch.fused;
+}
+
 /* Splits R rows of L values into tasks: lanes per task (1, or the whole
  * work-group once a row fills it), segments per row (only when the rows
  * alone cannot fill the device and a segment stays long), tasks per lane or
- * work-group so that each walks about tune.chunk values. */
+ * work-group so that each walks about p->chunk values. */
 static void plan_rows(const clnorm_context *ctx, size_t R, size_t L, rn_plan *p)
 {
     const clnorm_tuning *t  = &ctx->tune;
-    size_t               lx = t->lx, minp = t->min_parallel;
+    size_t               lx = t->lx, minp = p->par;
     p->lpr                  = lx > 1 && L >= 8 * lx ? lx : 1;
     p->S                    = 1;
     if (R * p->lpr < minp) {
         size_t want    = clnorm_div_up(minp, R * p->lpr);
-        size_t seg_min = t->cpu_style ? t->chunk : 32 * lx;
+        size_t seg_min = t->cpu_style ? p->chunk : 32 * lx;
         size_t most    = L / seg_min;
         p->S           = want < most ? want : most;
         if (p->S < 1)
@@ -81,7 +96,7 @@ static void plan_rows(const clnorm_context *ctx, size_t R, size_t L, rn_plan *p)
         p->S    = clnorm_div_up(L, p->Lseg);
     }
     size_t tasks = R * p->S, len = p->S > 1 ? p->Lseg : L;
-    size_t tpi = t->chunk / len, cap = tasks * p->lpr / minp;
+    size_t tpi = p->chunk / len, cap = tasks * p->lpr / minp;
     /* CPUs: a lane prefetches its next row while it writes the current
      * one, so even long rows come several to a lane: only a lane's first
      * row is read without that overlap */
@@ -108,8 +123,9 @@ static void plan_scratch(rn_plan *p)
  * derives it from LX (8 vectors on coarse CPU work-items, 1 on GPUs). */
 static size_t col_width(const clnorm_context *ctx) { return ctx->tune.lx == 1 ? 64 : 8; }
 
-static void plan_norm(const clnorm_context *ctx, rn_plan *p)
+static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
 {
+    plan_choice(ctx, p, backward ? 'L' : 'l', 0, p->L, p->R);
     plan_rows(ctx, p->R, p->L, p);
     p->nstat = p->R;
     p->nper  = p->L;
@@ -122,18 +138,20 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
      * of L column sums in scratch (rownorm.cl). Worth it while those planes
      * cost well under the two tensor reads of a separate column pass:
      * owners <= R/16. Fewer, longer owners than the plain walk, but
-     * enough to fill the device. */
+     * enough to fill the device (a tuned choice can take it regardless). */
     const clnorm_tuning *t = &ctx->tune;
     /* Not where GPU lanes own rows: each lane's planes would be its own
      * strided read-modify-write of L values per row, in memory rather than
      * cache, and lane owners capped at R/16 leave a large GPU mostly idle
      * (32768 rows of 128: 9 work-groups on 132 compute units). */
-    if (p->S == 1 && !t->no_fused && (t->cpu_style || p->lpr > 1)) {
-        size_t want = t->cpu_style ? 2 * t->min_parallel : t->min_parallel / (8 * t->lx);
-        size_t need = t->cpu_style ? t->min_parallel : want / 2;
+    if (p->S == 1 && p->fused != 0 && (t->cpu_style || p->lpr > 1)) {
+        size_t want = t->cpu_style ? 2 * p->par : p->par / (8 * t->lx);
+        size_t need = t->cpu_style ? p->par : want / 2;
         size_t cap  = p->R / 16;
         if (want < 1)
             want = 1;
+        if (p->fused == 1 && cap < need)
+            need = cap = cap < 1 ? 1 : cap;
         if (cap >= need && cap >= 1) {
             size_t owners = want < cap ? want : cap;
             size_t per    = clnorm_div_up(p->R, owners); /* rows per owner */
@@ -149,7 +167,7 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
     /* dgamma/dbeta in their own pass: enough (column block, row chunk)
      * work-items to fill the device; one chunk writes the outputs directly. */
     size_t ncb = clnorm_div_up(p->L, col_width(ctx));
-    p->K       = clnorm_div_up(t->min_parallel, ncb);
+    p->K       = clnorm_div_up(p->par, ncb);
     if (p->K > p->R)
         p->K = p->R;
     p->RC = clnorm_div_up(p->R, p->K);
@@ -161,14 +179,15 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p)
     plan_scratch(p);
 }
 
-static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p)
+static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
 {
     const clnorm_tuning *t = &ctx->tune;
     p->nstat               = p->N * p->G;
     p->nper                = p->cpg * p->Sp;
+    plan_choice(ctx, p, backward ? 'G' : 'g', p->nhwc, p->nper, p->nstat);
     if (p->nhwc) {
-        size_t rc = t->chunk < p->Sp ? t->chunk : p->Sp;
-        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < t->min_parallel && rc / 2 >= t->part_rows_min)
+        size_t rc = p->chunk < p->Sp ? p->chunk : p->Sp;
+        while (p->N * p->C * clnorm_div_up(p->Sp, rc) < p->par && rc / 2 >= t->part_rows_min)
             rc /= 2;
         p->Rc = rc;
         p->Kc = clnorm_div_up(p->Sp, rc);
@@ -180,7 +199,7 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p)
         p->R = p->N * p->G;
         p->L = p->cpg * p->Sp;
         plan_rows(ctx, p->R, p->L, p);
-        if (p->S == 1 && !t->no_fused) {
+        if (p->S == 1 && p->fused != 0) {
             p->gn_fused = 1;
             p->col_n    = p->N * p->C; /* the (n, c) table for dgamma/dbeta */
             plan_scratch(p);
@@ -237,7 +256,7 @@ static clnorm_status check_dims(clnorm_context *ctx, const char *fn, size_t ndim
     } while (0)
 
 static clnorm_status check_norm_desc(clnorm_context *ctx, const char *fn, const clnorm_norm_desc *d,
-                                     enum rn_op op, rn_plan *p)
+                                     enum rn_op op, int backward, rn_plan *p)
 {
     clnorm_status st;
     memset(p, 0, sizeof *p);
@@ -261,12 +280,12 @@ static clnorm_status check_norm_desc(clnorm_context *ctx, const char *fn, const 
     for (size_t i = 0; i < axis; ++i)
         p->R *= d->dims[i];
     p->L = total / p->R;
-    plan_norm(ctx, p);
+    plan_norm(ctx, p, backward);
     return CLNORM_SUCCESS;
 }
 
 static clnorm_status check_gn_desc(clnorm_context *ctx, const char *fn, const clnorm_groupnorm_desc *d,
-                                   int instance, rn_plan *p)
+                                   int instance, int backward, rn_plan *p)
 {
     clnorm_status st;
     memset(p, 0, sizeof *p);
@@ -297,7 +316,7 @@ static clnorm_status check_gn_desc(clnorm_context *ctx, const char *fn, const cl
     p->G     = G;
     p->cpg   = C / G;
     p->nhwc  = nhwc;
-    plan_groupnorm(ctx, p);
+    plan_groupnorm(ctx, p, backward);
     return CLNORM_SUCCESS;
 }
 
@@ -347,10 +366,12 @@ clnorm_status clnorm_norm_workspace_size(clnorm_context *ctx, const clnorm_norm_
         return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
     if (!bytes)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: bytes is NULL", fn);
-    rn_plan       p;
+    /* either direction's plan (tuned choices can differ) */
+    rn_plan       f, b;
     clnorm_status st;
-    CHECK(check_norm_desc(ctx, fn, desc, OP_LN, &p));
-    *bytes = p.bwd_bytes;
+    CHECK(check_norm_desc(ctx, fn, desc, OP_LN, 0, &f));
+    CHECK(check_norm_desc(ctx, fn, desc, OP_LN, 1, &b));
+    *bytes = f.fwd_bytes > b.bwd_bytes ? f.fwd_bytes : b.bwd_bytes;
     return CLNORM_SUCCESS;
 }
 
@@ -361,10 +382,11 @@ static clnorm_status gn_workspace(clnorm_context *ctx, const char *fn, const cln
         return clnorm_fail(NULL, CLNORM_ERROR_NULL_CONTEXT, "%s: ctx is NULL", fn);
     if (!bytes)
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: bytes is NULL", fn);
-    rn_plan       p;
+    rn_plan       f, b;
     clnorm_status st;
-    CHECK(check_gn_desc(ctx, fn, desc, instance, &p));
-    *bytes = p.bwd_bytes;
+    CHECK(check_gn_desc(ctx, fn, desc, instance, 0, &f));
+    CHECK(check_gn_desc(ctx, fn, desc, instance, 1, &b));
+    *bytes = f.fwd_bytes > b.bwd_bytes ? f.fwd_bytes : b.bwd_bytes;
     return CLNORM_SUCCESS;
 }
 
@@ -781,7 +803,7 @@ static clnorm_status norm_entry(clnorm_context *ctx, const char *fn, enum rn_op 
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
     rn_plan       p;
     clnorm_status st;
-    CHECK(check_norm_desc(ctx, fn, desc, op, &p));
+    CHECK(check_norm_desc(ctx, fn, desc, op, backward, &p));
     return run_op(ctx, backward, &p, desc->epsilon, queue, args, nwait, wait, event);
 }
 
@@ -796,7 +818,7 @@ static clnorm_status gn_entry(clnorm_context *ctx, const char *fn, int instance,
         return clnorm_fail(ctx, CLNORM_ERROR_NULL_ARGUMENT, "%s: args is NULL", fn);
     rn_plan       p;
     clnorm_status st;
-    CHECK(check_gn_desc(ctx, fn, desc, instance, &p));
+    CHECK(check_gn_desc(ctx, fn, desc, instance, backward, &p));
     return run_op(ctx, backward, &p, desc->epsilon, queue, args, nwait, wait, event);
 }
 

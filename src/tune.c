@@ -96,22 +96,30 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* One op call the tuner times: a batch norm direction ('f', 'i', 'b'), or
+ * layer norm / group norm forward ('l', 'g') or backward ('L', 'G'). */
 typedef struct tune_case {
-    clnorm_bn_desc desc;
-    clnorm_bn_args args;
-    char           dir;
+    char                  dir;
+    clnorm_bn_desc        bn;
+    clnorm_bn_args        bargs;
+    clnorm_norm_desc      ln;
+    clnorm_groupnorm_desc gn;
+    clnorm_norm_args      nargs;
 } tune_case;
 
 static clnorm_status run_case(clnorm_context *ctx, const tune_case *c)
 {
     cl_command_queue q = ctx->queue;
     clnorm_status    st;
-    if (c->dir == 'f')
-        st = clnorm_bn_forward_training(ctx, q, &c->desc, &c->args, 0, NULL, NULL);
-    else if (c->dir == 'i')
-        st = clnorm_bn_forward_inference(ctx, q, &c->desc, &c->args, 0, NULL, NULL);
-    else
-        st = clnorm_bn_backward(ctx, q, &c->desc, &c->args, 0, NULL, NULL);
+    switch (c->dir) {
+    case 'f': st = clnorm_bn_forward_training(ctx, q, &c->bn, &c->bargs, 0, NULL, NULL); break;
+    case 'i': st = clnorm_bn_forward_inference(ctx, q, &c->bn, &c->bargs, 0, NULL, NULL); break;
+    case 'b': st = clnorm_bn_backward(ctx, q, &c->bn, &c->bargs, 0, NULL, NULL); break;
+    case 'l': st = clnorm_layernorm_forward(ctx, q, &c->ln, &c->nargs, 0, NULL, NULL); break;
+    case 'L': st = clnorm_layernorm_backward(ctx, q, &c->ln, &c->nargs, 0, NULL, NULL); break;
+    case 'g': st = clnorm_groupnorm_forward(ctx, q, &c->gn, &c->nargs, 0, NULL, NULL); break;
+    default: st = clnorm_groupnorm_backward(ctx, q, &c->gn, &c->nargs, 0, NULL, NULL); break;
+    }
     if (st == CLNORM_SUCCESS) {
         cl_int err = clFinish(q);
         if (err != CL_SUCCESS)
@@ -149,20 +157,90 @@ static void release_all(cl_mem *m, size_t n)
             clReleaseMemObject(m[i]);
 }
 
-/* Measures every candidate for one shape and direction; adds the winner. */
+/* Creates n buffers of counts[i] floats, filled with 0.5 (1 where i == one). */
+static clnorm_status make_buffers(clnorm_context *ctx, cl_mem *m, const size_t *counts, int n, int one)
+{
+    cl_int err = CL_SUCCESS;
+    float  v1 = 1.0f, half = 0.5f;
+    for (int i = 0; i < n && err == CL_SUCCESS; ++i) {
+        size_t bytes = counts[i] * sizeof(float);
+        m[i]         = clCreateBuffer(ctx->clctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (err == CL_SUCCESS)
+            err = clEnqueueFillBuffer(ctx->queue, m[i], i == one ? &v1 : &half, sizeof(float), 0, bytes, 0,
+                                      NULL, NULL);
+    }
+    if (err == CL_SUCCESS)
+        return CLNORM_SUCCESS;
+    release_all(m, (size_t)n);
+    return clnorm_fail(ctx, (clnorm_status)err, "clnorm_tune: allocating %zu values failed (%d)", counts[0],
+                       err);
+}
+
+/* Times every candidate (the first is the built-in heuristic), keeps the
+ * fastest as the choice for key and reports it after what. */
+static clnorm_status measure(clnorm_context *ctx, unsigned key, const tune_case *c,
+                             const clnorm_choice *cands, size_t nc, int reps, const char *what,
+                             clnorm_report_fn report, void *user)
+{
+    double        best = INFINITY, heur = 0;
+    size_t        besti = 0;
+    clnorm_status st    = CLNORM_SUCCESS;
+    ctx->forcing        = 1;
+    for (size_t i = 0; i < nc && st == CLNORM_SUCCESS; ++i) {
+        double t   = 0;
+        ctx->force = cands[i];
+        st         = time_case(ctx, c, reps, &t);
+        if (i == 0)
+            heur = t;
+        if (st == CLNORM_SUCCESS && t < best) {
+            best  = t;
+            besti = i;
+        }
+    }
+    ctx->forcing = 0;
+    if (st != CLNORM_SUCCESS)
+        return st;
+    clnorm_tuned *t = &ctx->tuned[ctx->ntuned++];
+    t->key          = key;
+    t->choice       = cands[besti];
+    if (report) {
+        /* 0 and -1 in a choice: the heuristic's own value */
+        char line[256], chunk[24] = "auto", par[24] = "auto";
+        if (t->choice.chunk)
+            snprintf(chunk, sizeof chunk, "%zu", t->choice.chunk);
+        if (t->choice.par)
+            snprintf(par, sizeof par, "%zu", t->choice.par);
+        snprintf(line, sizeof line, "%s: heuristic %.3f ms, best %.3f ms (fused %s, chunk %s, parallel %s)",
+                 what, heur * 1e3, best * 1e3,
+                 t->choice.fused < 0 ? "auto" : t->choice.fused ? "on" : "off", chunk, par);
+        report(user, line);
+    }
+    return CLNORM_SUCCESS;
+}
+
+/* Whether key's class is measured already, or no room is left for it. */
+static int tuned_or_full(const clnorm_context *ctx, unsigned key)
+{
+    for (size_t i = 0; i < ctx->ntuned; ++i)
+        if (ctx->tuned[i].key == key)
+            return 1;
+    return ctx->ntuned >= CLNORM_MAX_TUNED;
+}
+
+/* Measures every candidate for one batch norm shape and direction. */
 static clnorm_status tune_shape(clnorm_context *ctx, clnorm_layout layout, clnorm_bn_mode mode,
                                 const size_t *dims, char dir, int reps, clnorm_report_fn report,
                                 void *user)
 {
     tune_case c;
     memset(&c, 0, sizeof c);
-    clnorm_status st = clnorm_bn_desc_init(&c.desc, mode, layout, 4, dims);
+    clnorm_status st = clnorm_bn_desc_init(&c.bn, mode, layout, 4, dims);
     if (mode == CLNORM_BN_PER_ACTIVATION)
-        c.desc.ndim = 2;
+        c.bn.ndim = 2;
     if (st != CLNORM_SUCCESS)
         return st;
     c.dir    = dir;
-    size_t n = c.desc.ndim == 2 ? dims[0] * dims[1] : dims[0] * dims[1] * dims[2] * dims[3];
+    size_t n = c.bn.ndim == 2 ? dims[0] * dims[1] : dims[0] * dims[1] * dims[2] * dims[3];
     size_t O, C, I;
     if (mode == CLNORM_BN_PER_ACTIVATION) {
         O = dims[0];
@@ -178,40 +256,29 @@ static clnorm_status tune_shape(clnorm_context *ctx, clnorm_layout layout, clnor
         I = 1;
     }
     unsigned key = clnorm_shape_key(dir, I >= ctx->tune.rows_min_inner, O * I, C);
-    for (size_t i = 0; i < ctx->ntuned; ++i)
-        if (ctx->tuned[i].key == key)
-            return CLNORM_SUCCESS; /* class already measured */
-    if (ctx->ntuned >= CLNORM_MAX_TUNED)
+    if (tuned_or_full(ctx, key))
         return CLNORM_SUCCESS;
 
     cl_mem m[12] = {0};
-    cl_int err   = CL_SUCCESS;
-    float  one   = 1.0f, half = 0.5f;
-    for (int i = 0; i < 12 && err == CL_SUCCESS; ++i) {
-        size_t bytes = (i < 4 ? n : C) * sizeof(float);
-        m[i]         = clCreateBuffer(ctx->clctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-        if (err == CL_SUCCESS)
-            err = clEnqueueFillBuffer(ctx->queue, m[i], i == 9 ? &one : &half, sizeof(float), 0, bytes, 0,
-                                      NULL, NULL);
-    }
-    if (err != CL_SUCCESS) {
-        release_all(m, 12);
-        return clnorm_fail(ctx, (clnorm_status)err, "clnorm_tune: allocating %zu values failed (%d)", n, err);
-    }
-    c.args.x            = clnorm_buf(m[0], 0);
-    c.args.y            = clnorm_buf(m[1], 0);
-    c.args.dy           = clnorm_buf(m[2], 0);
-    c.args.dx           = clnorm_buf(m[3], 0);
-    c.args.gamma        = clnorm_buf(m[4], 0);
-    c.args.beta         = clnorm_buf(m[5], 0);
-    c.args.saved_mean   = clnorm_buf(m[6], 0);
-    c.args.saved_invstd = clnorm_buf(m[7], 0);
-    c.args.running_mean = clnorm_buf(m[8], 0);
-    c.args.running_var  = clnorm_buf(m[9], 0);
-    c.args.dgamma       = clnorm_buf(m[10], 0);
-    c.args.dbeta        = clnorm_buf(m[11], 0);
+    size_t counts[12];
+    for (int i = 0; i < 12; ++i)
+        counts[i] = i < 4 ? n : C;
+    st = make_buffers(ctx, m, counts, 12, 9);
+    if (st != CLNORM_SUCCESS)
+        return st;
+    c.bargs.x            = clnorm_buf(m[0], 0);
+    c.bargs.y            = clnorm_buf(m[1], 0);
+    c.bargs.dy           = clnorm_buf(m[2], 0);
+    c.bargs.dx           = clnorm_buf(m[3], 0);
+    c.bargs.gamma        = clnorm_buf(m[4], 0);
+    c.bargs.beta         = clnorm_buf(m[5], 0);
+    c.bargs.saved_mean   = clnorm_buf(m[6], 0);
+    c.bargs.saved_invstd = clnorm_buf(m[7], 0);
+    c.bargs.running_mean = clnorm_buf(m[8], 0);
+    c.bargs.running_var  = clnorm_buf(m[9], 0);
+    c.bargs.dgamma       = clnorm_buf(m[10], 0);
+    c.bargs.dbeta        = clnorm_buf(m[11], 0);
 
-    size_t        cu    = ctx->info.compute_units ? ctx->info.compute_units : 1;
     clnorm_choice cands[16];
     size_t        nc = 0;
     cands[nc++]      = (clnorm_choice){-1, 0, 0}; /* the built-in heuristic */
@@ -225,41 +292,88 @@ static clnorm_status tune_shape(clnorm_context *ctx, clnorm_layout layout, clnor
     } else {
         cands[nc++] = (clnorm_choice){0, 0, 0};
     }
-    (void)cu;
-    double best = INFINITY, heur = 0;
-    size_t besti = 0;
-    ctx->forcing = 1;
-    for (size_t i = 0; i < nc && st == CLNORM_SUCCESS; ++i) {
-        double t = 0;
-        ctx->force = cands[i];
-        st         = time_case(ctx, &c, reps, &t);
-        if (i == 0)
-            heur = t;
-        if (st == CLNORM_SUCCESS && t < best) {
-            best  = t;
-            besti = i;
-        }
-    }
-    ctx->forcing = 0;
-    if (st == CLNORM_SUCCESS) {
-        clnorm_tuned *t = &ctx->tuned[ctx->ntuned++];
-        t->key          = key;
-        t->choice       = cands[besti];
-        if (report) {
-            char line[256];
-            snprintf(line, sizeof line,
-                     "%s %-4s %-5s (%zu,%zu,%zu,%zu): heuristic %.3f ms, best %.3f ms (%s, chunk %zu, "
-                     "parallel %zu)",
-                     dir == 'f' ? "fwd-train" : dir == 'i' ? "fwd-infer" : "bwd      ",
-                     mode == CLNORM_BN_PER_ACTIVATION ? "PA" : layout == CLNORM_NCHW ? "NCHW" : "NHWC",
-                     I >= ctx->tune.rows_min_inner ? "rows" : "cols", dims[0], dims[1], dims[2], dims[3],
-                     heur * 1e3, best * 1e3,
-                     t->choice.fused < 0 ? "heuristic" : t->choice.fused ? "fused" : "staged", t->choice.chunk,
-                     t->choice.par);
-            report(user, line);
-        }
-    }
+    char what[128];
+    snprintf(what, sizeof what, "%s %-4s %-5s (%zu,%zu,%zu,%zu)",
+             dir == 'f' ? "fwd-train" : dir == 'i' ? "fwd-infer" : "bwd      ",
+             mode == CLNORM_BN_PER_ACTIVATION ? "PA" : layout == CLNORM_NCHW ? "NCHW" : "NHWC",
+             I >= ctx->tune.rows_min_inner ? "rows" : "cols", dims[0], dims[1], dims[2], dims[3]);
+    st = measure(ctx, key, &c, cands, nc, reps, what, report, user);
     release_all(m, 12);
+    return st;
+}
+
+/* Measures the candidates for one layer norm (R rows of L; G == 0) or
+ * group norm ((N, C, H, W) NCHW or its NHWC form, G groups) shape, forward
+ * ('l', 'g') or backward ('L', 'G'): the heuristic, the fused walks off and
+ * on, and the row walk's sizes a quarter and four times the defaults. The
+ * class keys are those rownorm.c looks up. */
+static clnorm_status tune_norm_shape(clnorm_context *ctx, const size_t *dims, size_t G, int nhwc, char dir,
+                                     int reps, clnorm_report_fn report, void *user)
+{
+    tune_case c;
+    memset(&c, 0, sizeof c);
+    c.dir = dir;
+    clnorm_status st;
+    size_t        n, np, ns, slice;
+    unsigned      key;
+    char          what[128];
+    int           bwd = dir == 'L' || dir == 'G';
+    if (G == 0) {
+        st    = clnorm_norm_desc_init(&c.ln, 2, dims, -1);
+        n     = dims[0] * dims[1];
+        np    = dims[1];
+        ns    = dims[0];
+        slice = dims[1];
+        key   = clnorm_shape_key(dir, 0, slice, ns);
+        snprintf(what, sizeof what, "layernorm %s (%zu,%zu)", bwd ? "bwd" : "fwd", dims[0], dims[1]);
+    } else {
+        size_t d[4] = {dims[0], dims[1], dims[2], dims[3]}; /* NCHW */
+        if (nhwc) {
+            d[1] = dims[2];
+            d[2] = dims[3];
+            d[3] = dims[1];
+        }
+        st    = clnorm_groupnorm_desc_init(&c.gn, nhwc ? CLNORM_NHWC : CLNORM_NCHW, 4, d, G);
+        n     = dims[0] * dims[1] * dims[2] * dims[3];
+        np    = dims[1];
+        ns    = dims[0] * G;
+        slice = n / ns;
+        key   = clnorm_shape_key(dir, nhwc, slice, ns);
+        snprintf(what, sizeof what, "groupnorm %s %s (%zu,%zu,%zu,%zu) G=%zu", bwd ? "bwd" : "fwd",
+                 nhwc ? "NHWC" : "NCHW", d[0], d[1], d[2], d[3], G);
+    }
+    if (st != CLNORM_SUCCESS || tuned_or_full(ctx, key))
+        return st;
+    cl_mem m[10]      = {0};
+    size_t counts[10] = {n, n, n, n, np, np, np, np, ns, ns};
+    st                = make_buffers(ctx, m, counts, 10, 9);
+    if (st != CLNORM_SUCCESS)
+        return st;
+    c.nargs.x      = clnorm_buf(m[0], 0);
+    c.nargs.y      = clnorm_buf(m[1], 0);
+    c.nargs.dy     = clnorm_buf(m[2], 0);
+    c.nargs.dx     = clnorm_buf(m[3], 0);
+    c.nargs.gamma  = clnorm_buf(m[4], 0);
+    c.nargs.beta   = clnorm_buf(m[5], 0);
+    c.nargs.dgamma = clnorm_buf(m[6], 0);
+    c.nargs.dbeta  = clnorm_buf(m[7], 0);
+    c.nargs.mean   = clnorm_buf(m[8], 0);
+    c.nargs.invstd = clnorm_buf(m[9], 0);
+
+    clnorm_choice cands[16];
+    size_t        nc = 0, ch = ctx->tune.chunk, par = ctx->tune.min_parallel;
+    cands[nc++]      = (clnorm_choice){-1, 0, 0};
+    if (bwd || (G && !nhwc)) {
+        cands[nc++] = (clnorm_choice){0, 0, 0};
+        cands[nc++] = (clnorm_choice){1, 0, 0};
+    }
+    size_t chunks[3] = {ch / 4, ch, ch * 4}, pars[3] = {par / 4 ? par / 4 : 1, par, par * 4};
+    for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b)
+            if (a != 1 || b != 1)
+                cands[nc++] = (clnorm_choice){-1, chunks[a], pars[b]};
+    st = measure(ctx, key, &c, cands, nc, reps, what, report, user);
+    release_all(m, 10);
     return st;
 }
 
@@ -294,6 +408,20 @@ clnorm_status clnorm_tune(clnorm_context *ctx, int quick, clnorm_report_fn repor
     for (size_t s = 0; s < 3 && st == CLNORM_SUCCESS; ++s)
         for (int d = 0; d < 3 && st == CLNORM_SUCCESS; ++d)
             st = tune_shape(ctx, CLNORM_NCHW, CLNORM_BN_PER_ACTIVATION, pa[s], dirs[d], reps, report, user);
+    /* layer norm rows x columns (transformer widths; RMS norm shares the
+     * classes), then group norm with 32 groups in both layouts */
+    static const size_t ln[][2] = {{8192, 768}, {2048, 4096}, {32768, 128}, {16384, 1024}};
+    size_t              div     = quick ? 8 : 1;
+    for (size_t s = 0; s < 4 && st == CLNORM_SUCCESS; ++s)
+        for (int d = 0; d < 2 && st == CLNORM_SUCCESS; ++d) {
+            size_t dims[2] = {ln[s][0] / div, ln[s][1]};
+            st = tune_norm_shape(ctx, dims, 0, 0, d ? 'L' : 'l', reps, report, user);
+        }
+    for (int l = 0; l < 2 && st == CLNORM_SUCCESS; ++l)
+        for (int d = 0; d < 2 && st == CLNORM_SUCCESS; ++d) {
+            size_t dims[4] = {N, 256, 56, 56};
+            st = tune_norm_shape(ctx, dims, 32, l, d ? 'G' : 'g', reps, report, user);
+        }
     if (st != CLNORM_SUCCESS) {
         ctx->ntuned = saved < ctx->ntuned ? ctx->ntuned : saved;
         return st;

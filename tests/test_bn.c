@@ -401,8 +401,10 @@ Test(bn, single_value_unbiased_rejected, .init = harness_init, .fini = harness_f
     clReleaseMemObject(rv);
 }
 
-/* The tuner measures, writes its per-device file, and a new context reads
- * it back and still computes correctly; CLNORM_TUNE=0 ignores the file. */
+/* The tuner measures (batch norm, layer norm and group norm classes),
+ * writes its per-device file, and a new context reads it back and still
+ * computes correctly; CLNORM_TUNE=0 ignores the file. Every kind of choice
+ * it stores for the family is checked in test_family (family_tuned). */
 #include "internal.h"
 #include <stdlib.h>
 
@@ -423,6 +425,13 @@ Test(bn, tuner_round_trip, .timeout = 900)
     cr_assert_eq(st, CLNORM_SUCCESS, "tune: %s", clnorm_last_error(H.ctx));
     cr_expect_gt(lines, 10, "report lines: %d", lines);
     size_t measured = H.ctx->ntuned;
+    /* layer norm and group norm classes too, both directions */
+    int fam = 0;
+    for (size_t i = 0; i < measured; ++i) {
+        char d = (char)(H.ctx->tuned[i].key >> 16);
+        fam |= d == 'l' ? 1 : d == 'L' ? 2 : d == 'g' ? 4 : d == 'G' ? 8 : 0;
+    }
+    cr_expect_eq(fam, 15, "layer/group norm classes measured: mask %d of 15", fam);
     harness_fini();
 
     harness_init();

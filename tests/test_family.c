@@ -656,6 +656,57 @@ Test(family, deterministic, .init = harness_init, .fini = harness_fini, .timeout
         same_bits_twice(&cases[i], 0);
 }
 
+/* ---- tuned choices -------------------------------------------------------- */
+
+/* Every kind of choice the tuner can store for this family (clnorm_tune:
+ * the fused walks off and on, the row walk's chunk and parallelism a
+ * quarter and four times the defaults) computes within the tolerances. */
+#include "internal.h"
+
+typedef struct forced_choice {
+    char name[24]; /* an array: Criterion copies parameters into the test's process */
+    int  fused, chunk_x4, par_x4; /* x4: -1 a quarter, 0 default, 1 four times */
+} forced_choice;
+
+static forced_choice forced_choices[] = {
+    {"fused off", 0, 0, 0},          {"fused on", 1, 0, 0},
+    {"small chunk, low par", -1, -1, -1}, {"large chunk, high par", -1, 1, 1},
+    {"small chunk, high par", -1, -1, 1}, {"large chunk, low par", -1, 1, -1},
+};
+
+static size_t scaled(size_t v, int x4) { return x4 < 0 ? (v / 4 ? v / 4 : 1) : x4 > 0 ? v * 4 : v; }
+
+ParameterizedTestParameters(family_tuned, choices)
+{
+    return cr_make_param_array(forced_choice, forced_choices,
+                               sizeof forced_choices / sizeof *forced_choices);
+}
+
+ParameterizedTest(forced_choice *fc, family_tuned, choices, .init = harness_init, .fini = harness_fini,
+                  .timeout = 600)
+{
+    static const fam_case cases[] = {
+        ROWS("ln 3000x127", LN, 3000, 127, DATA_NORMAL, AFF_BOTH),
+        ROWS("ln 2000x768", LN, 2000, 768, DATA_NORMAL, AFF_BOTH),
+        ROWS("ln 300x4096", LN, 300, 4096, DATA_NORMAL, AFF_BOTH),
+        ROWS("ln mean 1e4 100000x8", LN, 100000, 8, DATA_MEAN_1E4, AFF_BOTH),
+        ROWS("rms 2000x768", RMS, 2000, 768, DATA_NORMAL, AFF_BOTH),
+        GNC("gn 4x32x16x16 G=8", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 8, 4, 32, 16, 16),
+        GNC("gn 1x4x512x512 G=2", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 2, 1, 4, 512, 512),
+        GNC("gn 4x16x16x32 G=8", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 8, 4, 16, 16, 32),
+        GNC("gn 1x512x512x4 G=2", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 2, 1, 512, 512, 4),
+        GNC("in 16x7x7x64", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 16, 7, 7, 64),
+    };
+    H.ctx->forcing = 1;
+    H.ctx->force   = (clnorm_choice){fc->fused, scaled(H.ctx->tune.chunk, fc->chunk_x4),
+                                     scaled(H.ctx->tune.min_parallel, fc->par_x4)};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        fam_case tc = cases[i];
+        snprintf(tc.name, sizeof tc.name, "%.23s, %.22s", cases[i].name, fc->name);
+        run_case(&tc);
+    }
+}
+
 /* A caller workspace of the queried size gives the same bits as the
  * context's own scratch. */
 Test(family, caller_workspace, .init = harness_init, .fini = harness_fini, .timeout = 600)

@@ -342,9 +342,10 @@ CLNORM_API clnorm_status clnorm_bn_backward_frozen(clnorm_context       *ctx,
 /* Receives one line of the tuner's report (no newline). */
 typedef void (*clnorm_report_fn)(void *user, const char *line);
 
-/* Measures the kernel variants of batch norm on the context's device over a
- * set of representative shapes, keeps the fastest choice per (direction,
- * shape class) in ctx, and stores the choices in the cache directory
+/* Measures the kernel variants of batch norm, layer norm (whose choices RMS
+ * norm shares) and group norm on the context's device over a set of
+ * representative shapes, keeps the fastest choice per (op, direction, shape
+ * class) in ctx, and stores the choices in the cache directory
  * ($CLNORM_CACHE_DIR, $XDG_CACHE_HOME/clnorm or ~/.cache/clnorm) keyed by
  * device, driver and library version, where every later context on the same
  * device finds them. Unlike every other call this one blocks: it runs and
