@@ -427,8 +427,9 @@ static void run_norm(void *arg)
         FAIL("%s: %s", clnorm_status_string(st), clnorm_last_error(ctx));
 }
 
-/* Layer norm over the last dim of (rows, cols), or group norm NCHW. */
-static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups)
+/* Layer norm over the last dim of (rows, cols), or group norm in layout
+ * (dims in memory order). */
+static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups, clnorm_layout layout)
 {
     norm_run r;
     memset(&r, 0, sizeof r);
@@ -438,8 +439,8 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
         n *= dims[i];
     size_t vec, stats;
     if (group) {
-        clnorm_groupnorm_desc_init(&r.gd, CLNORM_NCHW, ndim, dims, groups);
-        vec   = dims[1];
+        clnorm_groupnorm_desc_init(&r.gd, layout, ndim, dims, groups);
+        vec   = layout == CLNORM_NHWC ? dims[ndim - 1] : dims[1];
         stats = dims[0] * groups;
     } else {
         clnorm_norm_desc_init(&r.nd, ndim, dims, -1);
@@ -469,7 +470,8 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
         w += snprintf(shape + w, sizeof shape - (size_t)w, "%s%zu", i ? "x" : "", dims[i]);
     if (group)
         snprintf(shape + w, sizeof shape - (size_t)w, " G%zu", groups);
-    const char *op = group ? "groupnorm" : "layernorm", *lay = group ? "NCHW" : "-";
+    const char *op  = group ? "groupnorm" : "layernorm";
+    const char *lay = !group ? "-" : layout == CLNORM_NHWC ? "NHWC" : "NCHW";
     for (int b = 0; b < 2; ++b) {
         if (!selected(op, b ? "bwd" : "fwd", lay, shape))
             continue;
@@ -739,11 +741,12 @@ int main(int argc, char **argv)
     bench_bn(CLNORM_BN_PER_ACTIVATION, CLNORM_NCHW, 2, pa2, all, 4);
     static const size_t ln[][2] = {{8192, 768}, {2048, 4096}, {32768, 128}, {16384, 1024}};
     for (size_t i = 0; i < (quick ? 2 : 4); ++i)
-        bench_norm(0, ln[i], 2, 0);
+        bench_norm(0, ln[i], 2, 0, CLNORM_NCHW);
     if (ln_extra[0])
-        bench_norm(0, ln_extra, 2, 0);
-    size_t gn[4] = {quick ? 8 : 32, 256, 56, 56};
-    bench_norm(1, gn, 4, 32);
+        bench_norm(0, ln_extra, 2, 0, CLNORM_NCHW);
+    size_t gn[4] = {quick ? 8 : 32, 256, 56, 56}, gn_last[4] = {gn[0], 56, 56, 256};
+    bench_norm(1, gn, 4, 32, CLNORM_NCHW);
+    bench_norm(1, gn_last, 4, 32, CLNORM_NHWC);
     bench_latency();
 
 done:
