@@ -520,14 +520,22 @@ inline void col_stats_merge(__global real *hi, __global real *lo, __global real 
     }
 }
 
+/* The rows a column-stream work-item k walks: the rows come in segments of
+ * Sp (batch norm: one segment, Sp = O; group norm: a sample each), cut
+ * into Kc chunks of R rows each that do not cross a segment. */
+#define CS_ROWS(k)                                            \
+    uint seg = (k) / Kc, o0 = seg * Sp + ((k) % Kc) * R;      \
+    uint o1  = min(seg * Sp + Sp, o0 + R);
+
 /* state: hi[W], lo[W], m2[W] of this work-item. */
 __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, uint W, uint R, uint K,
-                               __global real4 *part, ulong poff, __global real *state, ulong soff)
+                               __global real4 *part, ulong poff, __global real *state, ulong soff,
+                               uint Sp, uint Kc)
 {
     uint k = get_global_id(0);
     if (k >= K)
         return;
-    uint o0 = k * R, o1 = min(O, o0 + R);
+    CS_ROWS(k)
     x += xoff;
     part += poff + (ulong)k * W;
     __global real *hi = state + soff + (ulong)k * 3 * W, *lo = hi + W, *m2 = lo + W;
@@ -633,19 +641,20 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
         part[j] = (real4)(n, hi[j], lo[j], m2[j]);
 }
 
-/* state: s1[W], s2[W], c1[W], c2[W] (Neumaier sums) of this work-item. */
+/* state: s1[W], s2[W], c1[W], c2[W] (Neumaier sums) of this work-item.
+ * Rows as bn_stats_cstream; segment s reads its means at mean + s*mstride. */
 __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
                              ulong dyoff, __global const real *mean, ulong moff, uint O, uint W,
                              uint I, uint R, uint K, __global real4 *part, ulong poff,
-                             __global real *state, ulong soff)
+                             __global real *state, ulong soff, uint Sp, uint Kc, uint mstride)
 {
     uint k = get_global_id(0);
     if (k >= K)
         return;
-    uint o0 = k * R, o1 = min(O, o0 + R);
+    CS_ROWS(k)
     x += xoff;
     dy += dyoff;
-    mean += moff;
+    mean += moff + (ulong)seg * mstride;
     part += poff + (ulong)k * W;
     __global real *s1 = state + soff + (ulong)k * 4 * W, *s2 = s1 + W, *c1 = s2 + W, *c2 = c1 + W;
     for (uint j = 0; j < 4 * W; ++j)
@@ -754,12 +763,19 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
         part[j] = (real4)(s1[j], s2[j], c1[j], c2[j]);
 }
 
-/* I == 1: work-item t applies all channels to rows [t*rpw, t*rpw + rpw). */
+/* I == 1: work-item t applies all channels to rows [t*rpw, t*rpw + rpw).
+ * The coefficients are 4 planes of C; rows come in segments of Sp with
+ * their own planes at coef + s*4*C (batch norm: Sp = O, one segment; group
+ * norm: a sample each). */
+#define SEGMENT_COEF(cf)                                                  \
+    uint                 seg_ = o / Sp, oe = min(o1, seg_ * Sp + Sp);     \
+    __global const real *cf   = coef + (ulong)seg_ * 4 * C;
+
 /* With stream (large outputs), rows of whole 8-blocks at 32-byte aligned
  * addresses are written with streaming stores. */
 __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                                uint C, uint O, __global const real *coef, ulong cofs, int stream,
-                               uint rpw)
+                               uint rpw, uint Sp)
 {
     uint o = get_global_id(0) * rpw;
     if (o >= O)
@@ -772,45 +788,57 @@ __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global s
         /* whole vectors of channels: one coefficient vector per plane per
          * SPAN_VEC values, full-line streaming stores */
         int ntv = HAVE_NT && stream && ((ulong)(y + (ulong)o * C) & (sizeof(realv) - 1)) == 0;
-        for (; o < o1; ++o) {
-            ulong base = (ulong)o * C;
-            for (uint c = 0; c < C; c += SPAN_VEC) {
-                realv v = ((LOADV(x, base + c) - VLOADV(coef + c)) - VLOADV(coef + C + c)) *
-                              VLOADV(coef + 2 * C + c) +
-                          VLOADV(coef + 3 * C + c);
-                if (ntv)
-                    STOREV_NT(v, y, base + c);
-                else
-                    STOREV(v, y, base + c);
+        while (o < o1) {
+            SEGMENT_COEF(cf)
+            for (; o < oe; ++o) {
+                ulong base = (ulong)o * C;
+                for (uint c = 0; c < C; c += SPAN_VEC) {
+                    realv v = ((LOADV(x, base + c) - VLOADV(cf + c)) - VLOADV(cf + C + c)) *
+                                  VLOADV(cf + 2 * C + c) +
+                              VLOADV(cf + 3 * C + c);
+                    if (ntv)
+                        STOREV_NT(v, y, base + c);
+                    else
+                        STOREV(v, y, base + c);
+                }
             }
         }
         NT_FENCE(ntv);
         return;
     }
     int nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(y + (ulong)o * C) & 31) == 0;
-    for (; o < o1; ++o) {
-        ulong base = (ulong)o * C;
-        uint  c = 0;
-        for (; c + 8 <= C; c += 8) {
-            real8 hi, lo, sc, sh;
-            coef8(coef, C, c, &hi, &lo, &sc, &sh);
-            real8 v = ((LOAD8(x, base + c) - hi) - lo) * sc + sh;
-            if (nt)
-                STORE8_NT(v, y, base + c);
-            else
-                STORE8(v, y, base + c);
-        }
-        for (; c < C; ++c) {
-            real4 k = COEF_LOAD(coef, C, c);
-            STORE1(((LOAD1(x, base + c) - k.x) - k.y) * k.z + k.w, y, base + c);
+    while (o < o1) {
+        SEGMENT_COEF(cf)
+        for (; o < oe; ++o) {
+            ulong base = (ulong)o * C;
+            uint  c = 0;
+            for (; c + 8 <= C; c += 8) {
+                real8 hi, lo, sc, sh;
+                coef8(cf, C, c, &hi, &lo, &sc, &sh);
+                real8 v = ((LOAD8(x, base + c) - hi) - lo) * sc + sh;
+                if (nt)
+                    STORE8_NT(v, y, base + c);
+                else
+                    STORE8(v, y, base + c);
+            }
+            for (; c < C; ++c) {
+                real4 k = COEF_LOAD(cf, C, c);
+                STORE1(((LOAD1(x, base + c) - k.x) - k.y) * k.z + k.w, y, base + c);
+            }
         }
     }
     NT_FENCE(nt);
 }
 
+/* dx from planes (m, kk, a, b): a*((dy - b) - (v - m)*kk), or with gform
+ * (group norm, whose a varies per channel inside a statistic)
+ * a*dy - b - (v - m)*kk; v = x, or m when !use_x. Rows as bn_apply_cstream. */
+#define DX_FORM(a, b, d, v, m, kk) (gform ? (a) * (d) - (b) - ((v) - (m)) * (kk) : (a) * (((d) - (b)) - ((v) - (m)) * (kk)))
+
 __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
                             ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
-                            int use_x, __global const real *coef, ulong cofs, int stream, uint rpw)
+                            int use_x, __global const real *coef, ulong cofs, int stream, uint rpw,
+                            uint Sp, int gform)
 {
     uint o = get_global_id(0) * rpw;
     if (o >= O)
@@ -821,42 +849,48 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
         /* whole vectors of channels, as bn_apply_cstream */
         __global store_t *dxp = dx + dxoff;
         int ntv = HAVE_NT && stream && ((ulong)(dxp + (ulong)o * C) & (sizeof(realv) - 1)) == 0;
-        for (; o < o1; ++o) {
-            ulong base = (ulong)o * C;
-            for (uint c = 0; c < C; c += SPAN_VEC) {
-                realv m = VLOADV(coef + c), kk = VLOADV(coef + C + c);
-                realv a = VLOADV(coef + 2 * C + c), b = VLOADV(coef + 3 * C + c);
-                realv d = LOADV(dy, dyoff + base + c);
-                realv v = use_x ? LOADV(x, xoff + base + c) : m;
-                realv r = a * ((d - b) - (v - m) * kk);
-                if (ntv)
-                    STOREV_NT(r, dxp, base + c);
-                else
-                    STOREV(r, dxp, base + c);
+        while (o < o1) {
+            SEGMENT_COEF(cf)
+            for (; o < oe; ++o) {
+                ulong base = (ulong)o * C;
+                for (uint c = 0; c < C; c += SPAN_VEC) {
+                    realv m = VLOADV(cf + c), kk = VLOADV(cf + C + c);
+                    realv a = VLOADV(cf + 2 * C + c), b = VLOADV(cf + 3 * C + c);
+                    realv d = LOADV(dy, dyoff + base + c);
+                    realv v = use_x ? LOADV(x, xoff + base + c) : m;
+                    realv r = DX_FORM(a, b, d, v, m, kk);
+                    if (ntv)
+                        STOREV_NT(r, dxp, base + c);
+                    else
+                        STOREV(r, dxp, base + c);
+                }
             }
         }
         NT_FENCE(ntv);
         return;
     }
     int  nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(dx + dxoff + (ulong)o * C) & 31) == 0;
-    for (; o < o1; ++o) {
-        ulong base = (ulong)o * C;
-        uint  c = 0;
-        for (; c + 8 <= C; c += 8) {
-            real8 m, kk, a, b;
-            coef8(coef, C, c, &m, &kk, &a, &b);
-            real8 d = LOAD8(dy, dyoff + base + c);
-            real8 v = use_x ? LOAD8(x, xoff + base + c) : m;
-            if (nt)
-                STORE8_NT(a * ((d - b) - (v - m) * kk), dx, dxoff + base + c);
-            else
-                STORE8(a * ((d - b) - (v - m) * kk), dx, dxoff + base + c);
-        }
-        for (; c < C; ++c) {
-            real4 k = COEF_LOAD(coef, C, c);
-            real  d = LOAD1(dy, dyoff + base + c);
-            real  v = use_x ? LOAD1(x, xoff + base + c) : k.x;
-            STORE1(k.z * ((d - k.w) - (v - k.x) * k.y), dx, dxoff + base + c);
+    while (o < o1) {
+        SEGMENT_COEF(cf)
+        for (; o < oe; ++o) {
+            ulong base = (ulong)o * C;
+            uint  c = 0;
+            for (; c + 8 <= C; c += 8) {
+                real8 m, kk, a, b;
+                coef8(cf, C, c, &m, &kk, &a, &b);
+                real8 d = LOAD8(dy, dyoff + base + c);
+                real8 v = use_x ? LOAD8(x, xoff + base + c) : m;
+                if (nt)
+                    STORE8_NT(DX_FORM(a, b, d, v, m, kk), dx, dxoff + base + c);
+                else
+                    STORE8(DX_FORM(a, b, d, v, m, kk), dx, dxoff + base + c);
+            }
+            for (; c < C; ++c) {
+                real4 k = COEF_LOAD(cf, C, c);
+                real  d = LOAD1(dy, dyoff + base + c);
+                real  v = use_x ? LOAD1(x, xoff + base + c) : k.x;
+                STORE1(DX_FORM(k.z, k.w, d, v, k.x, k.y), dx, dxoff + base + c);
+            }
         }
     }
     NT_FENCE(nt);

@@ -303,16 +303,46 @@ __kernel void gn_stats_cols(__global const store_t *x, ulong xoff, ulong C, ulon
     part[poff + (n * C + c) * Kc + k] = acc;
 }
 
+/* Where partial q of statistics row r is: the row's Q partials in a row,
+ * or (Kcs > 0: group norm channels last through batch norm's column
+ * streams, rows r = n*G + g) chunk kc of channel c = g*cpg + i of sample n
+ * at (n*Kcs + kc)*C + c, with q = kc*cpg + i. */
+inline ulong part_at(ulong r, ulong q, ulong Q, ulong cpg, ulong G, ulong Kcs)
+{
+    if (!Kcs)
+        return r * Q + q;
+    return ((r / G) * Kcs + q / cpg) * (G * cpg) + (r % G) * cpg + q % cpg;
+}
+
+/* Stores the coefficients v of channel i of statistics row r: at
+ * coef[r*cpg + i], or with soa (the column streams' layout) as 4 planes of C
+ * reals per sample n = r / G. */
+inline void coef_put(__global real4 *coef, ulong cofs, ulong r, ulong i, ulong cpg, ulong G, int soa,
+                     real4 v)
+{
+    if (!soa) {
+        coef[cofs + r * cpg + i] = v;
+        return;
+    }
+    ulong          C = G * cpg;
+    __global real *p = (__global real *)(coef + cofs) + (r / G) * 4 * C + (r % G) * cpg + i;
+    p[0]             = v.x;
+    p[C]             = v.y;
+    p[2 * C]         = v.z;
+    p[3 * C]         = v.w;
+}
+
 /* One work-item (or work-group) per statistics row r merges its Q partials
- * part[r*Q ...] in a fixed order, writes mean (not for RMS) and invstd, and the apply coefficients of
- * its cpg channels: coef[r*cpg + i] = (hi, lo, inv*gamma, beta), gamma and
- * beta indexed (r % G)*cpg + i (layer norm passes none: cpg = 1, and the
- * apply multiplies its per-column gamma). */
+ * (part_at) in a fixed order, writes mean (not for RMS) and invstd, and the
+ * apply coefficients of its cpg channels (coef_put, planes when Kcs > 0):
+ * (hi, lo, inv*gamma, beta), gamma and beta indexed (r % G)*cpg + i (layer
+ * norm passes none: cpg = 1, and the apply multiplies its per-column
+ * gamma). */
 __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong rows, ulong Q, ulong cpg,
                                ulong G, real n, real eps, int rms, __global const real *gamma,
                                ulong goff, __global const real *beta, ulong boff,
                                __global real *mean, ulong moff, __global real *inv, ulong ioff,
-                               __global real4 *coef, ulong cofs)
+                               __global real4 *coef, ulong cofs, ulong Kcs)
 {
     real4 acc = (real4)0;
 #if LX > 1
@@ -322,9 +352,11 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
     __local real4 sh[LX];
     uint  lane = get_local_id(0);
     ulong r    = get_group_id(0);
-    __global const real4 *p = part + poff + r * Q;
-    for (ulong q = lane; q < Q; q += LX)
-        acc = rms ? sum_merge(acc, p[q]) : stat_merge(acc, p[q]);
+    __global const real4 *p = part + poff;
+    for (ulong q = lane; q < Q; q += LX) {
+        real4 v = p[part_at(r, q, Q, cpg, G, Kcs)];
+        acc     = rms ? sum_merge(acc, v) : stat_merge(acc, v);
+    }
     acc = lanes_merge(sh, acc, rms);
     if (lane != 0)
         return;
@@ -332,9 +364,11 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
     ulong r = get_global_id(0);
     if (r >= rows)
         return;
-    __global const real4 *p = part + poff + r * Q;
-    for (ulong q = 0; q < Q; ++q)
-        acc = rms ? sum_merge(acc, p[q]) : stat_merge(acc, p[q]);
+    __global const real4 *p = part + poff;
+    for (ulong q = 0; q < Q; ++q) {
+        real4 v = p[part_at(r, q, Q, cpg, G, Kcs)];
+        acc     = rms ? sum_merge(acc, v) : stat_merge(acc, v);
+    }
 #endif
     real4 k = row_coef(acc, n, eps, rms);
     if (mean && !rms)
@@ -345,7 +379,7 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
     for (ulong i = 0; i < cpg; ++i) {
         real g = gamma ? gamma[goff + gb + i] : (real)1;
         real b = beta ? beta[boff + gb + i] : (real)0;
-        coef[cofs + r * cpg + i] = (real4)(k.x, k.y, k.z * g, b);
+        coef_put(coef, cofs, r, i, cpg, G, Kcs != 0, (real4)(k.x, k.y, k.z * g, b));
     }
 }
 
@@ -917,16 +951,16 @@ __kernel void gn_bwd_cols(__global const store_t *x, ulong xoff, __global const 
 }
 
 /* One work-item per statistics row r: merges the Kx = Q/cpg partials of each
- * of its cpg channels, weights channel i by gamma[(r % G)*cpg + i] (layer norm:
- * no gamma, cpg = 1) and writes the dx coefficients coef[r*cpg + i] =
- * (m, k, inv*gamma_i, b). When tab is present (group norm with dgamma/dbeta
+ * of its cpg channels (part_at), weights channel i by gamma[(r % G)*cpg + i]
+ * (layer norm: no gamma, cpg = 1) and writes the dx coefficients of channel
+ * i (coef_put) = (m, k, inv*gamma_i, b). When tab is present (group norm with dgamma/dbeta
  * wanted) it also writes tab[r*cpg + i] = (inv*sum dy*(x - m), sum dy, 0, 0),
  * the per-(n, c) terms that rn_col_combine sums over n. */
 __kernel void rn_bwd_combine(__global const real4 *part, ulong poff, ulong rows, ulong Q, ulong cpg,
                              ulong G, real n, int rms, __global const real *gamma, ulong goff,
                              __global const real *mean, ulong moff, __global const real *inv,
                              ulong ioff, __global real4 *coef, ulong cofs, __global real4 *tab,
-                             ulong tofs)
+                             ulong tofs, ulong Kcs)
 {
 #if LX > 1
     /* a work-group per row, its lanes splitting each channel's partials (as
@@ -942,12 +976,12 @@ __kernel void rn_bwd_combine(__global const real4 *part, ulong poff, ulong rows,
 #endif
     ulong Kx = Q / cpg, gb = (r % G) * cpg;
     real  m = rms ? (real)0 : mean[moff + r], iv = inv[ioff + r];
-    __global const real4 *p = part + poff + r * Q;
+    __global const real4 *p = part + poff;
     real4 tot = (real4)0;
     for (ulong i = 0; i < cpg; ++i) {
         real4 blk = (real4)0;
         for (ulong q = first; q < Kx; q += step)
-            blk = sum_merge(blk, p[i * Kx + q]);
+            blk = sum_merge(blk, p[Kcs ? part_at(r, q * cpg + i, Q, cpg, G, Kcs) : r * Q + i * Kx + q]);
 #if LX > 1
         blk = lanes_merge(sh, blk, 1);
 #endif
@@ -962,8 +996,19 @@ __kernel void rn_bwd_combine(__global const real4 *part, ulong poff, ulong rows,
     real4 k = bwd_coef(tot.x + tot.z, tot.y + tot.w, m, iv, n, rms);
     for (ulong i = 0; i < cpg; ++i) {
         real w = gamma ? gamma[goff + gb + i] : (real)1;
-        coef[cofs + r * cpg + i] = (real4)(k.x, k.y, k.z * w, k.w);
+        coef_put(coef, cofs, r, i, cpg, G, Kcs != 0, (real4)(k.x, k.y, k.z * w, k.w));
     }
+}
+
+/* Group norm channels last through the column streams (CPUs), backward:
+ * the mean of every (n, c) as N rows of C reals, the per-column means the
+ * gradient sums take. */
+__kernel void gn_mean_cols(__global const real *mean, ulong moff, ulong G, ulong cpg, ulong NC,
+                           __global real *out, ulong ooff)
+{
+    ulong e = get_global_id(0), C = G * cpg;
+    if (e < NC)
+        out[ooff + e] = mean[moff + (e / C) * G + (e % C) / cpg];
 }
 
 /* Elementwise dx = (c.z*g)*dy - c.w - (x - c.x)*c.y, indexed as rn_apply. */

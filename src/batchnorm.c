@@ -330,6 +330,42 @@ static clnorm_status ready(clnorm_context *ctx, const clnorm_bn_desc *desc)
             return st;                \
     } while (0)
 
+clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_cstream *c, char pass)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    size_t        l[1] = {1}, g[1] = {pass == 's' || pass == 'b' ? c->K : clnorm_div_up(c->O, c->rpw)};
+    if (pass == 's') {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, c->dtype, K_STATS_CSTREAM, &k));
+        clnorm_karg args[] = {KARG(c->x),    KARG(c->xoff), KARG(c->O),  KARG(c->W),
+                              KARG(c->R),    KARG(c->K),    KARG(c->ws), KARG(c->poff),
+                              KARG(c->ws),   KARG(c->soff), KARG(c->Sp), KARG(c->Kc)};
+        CHECK(clnorm_set_args(ctx, k, args, 12));
+    } else if (pass == 'b') {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, c->dtype, K_BWD_CSTREAM, &k));
+        clnorm_karg args[] = {KARG(c->x),    KARG(c->xoff), KARG(c->dy),   KARG(c->dyoff),
+                              KARG(c->mean), KARG(c->moff), KARG(c->O),    KARG(c->W),
+                              KARG(c->I),    KARG(c->R),    KARG(c->K),    KARG(c->ws),
+                              KARG(c->poff), KARG(c->ws),   KARG(c->soff), KARG(c->Sp),
+                              KARG(c->Kc),   KARG(c->mstride)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
+    } else if (pass == 'a') {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, c->dtype, K_APPLY_CSTREAM, &k));
+        clnorm_karg args[] = {KARG(c->x),    KARG(c->xoff),   KARG(c->out), KARG(c->ooff),
+                              KARG(c->W),    KARG(c->O),      KARG(c->ws),  KARG(c->cofs),
+                              KARG(c->stream), KARG(c->rpw),  KARG(c->Sp)};
+        CHECK(clnorm_set_args(ctx, k, args, 11));
+    } else {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, c->dtype, K_DX_CSTREAM, &k));
+        clnorm_karg args[] = {KARG(c->x),    KARG(c->xoff),   KARG(c->dy),  KARG(c->dyoff),
+                              KARG(c->out),  KARG(c->ooff),   KARG(c->W),   KARG(c->O),
+                              KARG(c->use_x), KARG(c->ws),    KARG(c->cofs), KARG(c->stream),
+                              KARG(c->rpw),  KARG(c->Sp),     KARG(c->gform)};
+        CHECK(clnorm_set_args(ctx, k, args, 15));
+    }
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
 #define CHECK_SEQ(expr)               \
     do {                              \
         st = (expr);                  \
@@ -383,13 +419,10 @@ static clnorm_status enqueue_stats(clnorm_context *ctx, clnorm_seq *seq, const c
         channel_launch(ctx, p->C, p->K, p->R * (p->S > 1 ? p->L : p->I), g, l);
         CHECK(clnorm_seq_run(ctx, seq, k, 3, g, l));
     } else if (p->stream) {
-        cl_ulong soff = (wsoff + p->state_off) / p->psize;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_CSTREAM, &k));
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O),  KARG(W), KARG(R),
-                              KARG(K),        KARG(ws),   KARG(poff), KARG(ws), KARG(soff)};
-        CHECK(clnorm_set_args(ctx, k, args, 10));
-        size_t g[1] = {p->K}, l[1] = {1};
-        CHECK(clnorm_seq_run(ctx, seq, k, 1, g, l));
+        clnorm_cstream c = {.dtype = d->dtype, .O = O, .W = W, .Sp = O, .R = R, .Kc = K, .K = K,
+                            .x = a->x.mem, .xoff = xoff, .ws = ws, .poff = poff,
+                            .soff = (wsoff + p->state_off) / p->psize};
+        CHECK(clnorm_cs_run(ctx, seq, &c, 's'));
     } else {
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_STATS_COLS, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(O), KARG(W), KARG(R), KARG(K),
@@ -520,14 +553,10 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
         return clnorm_seq_run(ctx, seq, k, 2, g, l);
     }
     if (ctx->tune.cpu_style) {
-        cl_int stream = stream_out(ctx, d, p);
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_CSTREAM, &k));
-        cl_uint rpw = stream_rows(ctx, p);
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff), KARG(C),
-                              KARG(O),        KARG(ws),   KARG(cofs),     KARG(stream), KARG(rpw)};
-        CHECK(clnorm_set_args(ctx, k, args, 10));
-        size_t g[1] = {clnorm_div_up(p->O, rpw)}, l[1] = {1};
-        return clnorm_seq_run(ctx, seq, k, 1, g, l);
+        clnorm_cstream c = {.dtype = d->dtype, .O = O, .W = C, .Sp = O, .rpw = stream_rows(ctx, p),
+                            .x = a->x.mem, .xoff = xoff, .out = a->y.mem, .ooff = yoff, .ws = ws,
+                            .cofs = cofs, .stream = stream_out(ctx, d, p)};
+        return clnorm_cs_run(ctx, seq, &c, 'a');
     }
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_APPLY_COLS, &k));
     clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
@@ -725,14 +754,11 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             channel_launch(ctx, p.C, p.K, p.R * (p.S > 1 ? p.L : p.I), g, l);
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 3, g, l));
         } else if (p.stream) {
-            cl_ulong soff = (wsoff + p.state_off) / p.psize;
-            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_CSTREAM, &k));
-            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
-                               KARG(mean.mem), KARG(moff), KARG(O), KARG(W), KARG(I), KARG(R),
-                               KARG(K), KARG(ws), KARG(poff), KARG(ws), KARG(soff)};
-            CHECK_SEQ(clnorm_set_args(ctx, k, a, 15));
-            size_t g[1] = {p.K}, l[1] = {1};
-            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+            clnorm_cstream c = {.dtype = desc->dtype, .O = O, .W = W, .Sp = O, .R = R, .Kc = K, .K = K,
+                                .x = xmem, .xoff = xoff, .dy = args->dy.mem, .dyoff = dyoff,
+                                .mean = mean.mem, .moff = moff, .I = I, .ws = ws, .poff = poff,
+                                .soff = (wsoff + p.state_off) / p.psize};
+            CHECK_SEQ(clnorm_cs_run(ctx, &seq, &c, 'b'));
         } else {
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_COLS, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
@@ -774,15 +800,11 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         } else if (ctx->tune.cpu_style) {
-            cl_int  stream = stream_out(ctx, desc, &p);
-            cl_uint rpw    = stream_rows(ctx, &p);
-            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_CSTREAM, &k));
-            clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
-                               KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(O), KARG(use_x),
-                               KARG(ws), KARG(cofs), KARG(stream), KARG(rpw)};
-            CHECK_SEQ(clnorm_set_args(ctx, k, a, 13));
-            size_t g[1] = {clnorm_div_up(p.O, rpw)}, l[1] = {1};
-            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+            clnorm_cstream c = {.dtype = desc->dtype, .O = O, .W = C, .Sp = O, .rpw = stream_rows(ctx, &p),
+                                .x = xmem, .xoff = xoff, .dy = args->dy.mem, .dyoff = dyoff,
+                                .out = args->dx.mem, .ooff = dxoff, .ws = ws, .cofs = cofs,
+                                .stream = stream_out(ctx, desc, &p), .use_x = use_x};
+            CHECK_SEQ(clnorm_cs_run(ctx, &seq, &c, 'd'));
         } else {
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_COLS, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),

@@ -161,6 +161,24 @@ clnorm_status clnorm_seq_run(clnorm_context *ctx, clnorm_seq *seq, cl_kernel ker
  * released); on failure every event is released. */
 clnorm_status clnorm_seq_end(clnorm_seq *seq, clnorm_status status, cl_event *event);
 
+/* Column streams (CPUs, channels last): batch norm's kernels, which group
+ * norm channels last shares. O rows of W values come in segments of Sp rows
+ * (batch norm: one), each cut into Kc chunks of R rows, K work-items in all;
+ * the elementwise passes take rpw rows per work-item and the coefficient
+ * planes (4 of W reals) of each segment in turn. */
+typedef struct clnorm_cstream {
+    clnorm_dtype dtype;
+    cl_uint      O, W, Sp, R, Kc, K, rpw;
+    cl_mem       x, dy, out, ws, mean;
+    cl_ulong     xoff, dyoff, ooff, moff;
+    cl_ulong     poff, soff, cofs; /* partials (real4s), state and coefficients (reals) */
+    cl_uint      I, mstride;       /* backward sums: inner size, means per segment */
+    cl_int       stream, use_x, gform;
+} clnorm_cstream;
+/* Enqueues one pass: 's' statistics partials, 'b' gradient sums, 'a' apply
+ * (x to out), 'd' dx (out) (batchnorm.c). */
+clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_cstream *c, char pass);
+
 /* Sets kernel arguments from a list; each entry is (size, pointer). */
 typedef struct clnorm_karg {
     size_t      size;

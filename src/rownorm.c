@@ -24,7 +24,8 @@ enum {
     K_COL_COMBINE,
     K_COL_PLANES,
     K_GN_FWD,
-    K_GN_BWD = K_GN_FWD + 2
+    K_GN_BWD = K_GN_FWD + 2,
+    K_GN_MEAN_COLS = K_GN_BWD + 2
 };
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
@@ -44,7 +45,9 @@ typedef struct rn_plan {
     /* row walk: S segments of Lseg per row (S == 1: fused), lanes per task
      * (1, or LX sharing it), tasks per lane or work-group, work-groups */
     size_t S, Lseg, lpr, tpi, groups;
-    size_t Rc, Kc;            /* group norm NHWC column walk */
+    size_t Rc, Kc;            /* group norm NHWC column walk: Kc chunks of Rc rows per sample */
+    int    cs;                /* ... through batch norm's column streams (CPUs) */
+    size_t state_off, mtab_off; /* their state and (backward) per-(n, c) means, bytes into scratch */
     size_t Q;                 /* partials per statistics row */
     size_t RC, K;             /* layer/RMS norm dgamma/dbeta: K chunks of RC rows */
     /* layer/RMS norm backward with dgamma/dbeta fused into the row walk
@@ -185,7 +188,22 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
     p->nstat               = p->N * p->G;
     p->nper                = p->cpg * p->Sp;
     plan_choice(ctx, p, backward ? 'G' : 'g', p->nhwc, p->nper, p->nstat);
-    if (p->nhwc) {
+    if (p->nhwc && t->cpu_style && p->N * p->Sp <= UINT_MAX && p->C <= UINT_MAX / 4) {
+        /* CPUs: batch norm's column streams, a sample at a time: a work-item
+         * walks whole rows of C in memory order, in chunks enough to fill
+         * the device but of 16 rows at least (the streams' blocks), and
+         * under 2^23 rows (exact fp32 counts) */
+        size_t kc = clnorm_div_up(p->par, p->N), most = clnorm_div_up(p->Sp, 16);
+        if (kc > most)
+            kc = most;
+        size_t rc = clnorm_div_up(p->Sp, kc ? kc : 1);
+        if (rc > ((size_t)1 << 23))
+            rc = (size_t)1 << 23;
+        p->cs = 1;
+        p->Rc = rc;
+        p->Kc = clnorm_div_up(p->Sp, rc);
+        p->Q  = p->cpg * p->Kc;
+    } else if (p->nhwc) {
         size_t rc = p->chunk < p->Sp ? p->chunk : p->Sp;
         while (p->N * p->C * clnorm_div_up(p->Sp, rc) < p->par && rc / 2 >= t->part_rows_min)
             rc /= 2;
@@ -213,6 +231,14 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
     p->coef_n = p->N * p->C;
     p->part_n = p->nstat * p->Q;
     p->col_n  = p->N * p->C;
+    if (p->cs) {
+        /* after the partials: the streams' state (a real4 per column per
+         * work-item), then the table of means */
+        size_t r4    = 4 * p->psize;
+        p->state_off = align128(p->coef_n * r4) + p->part_n * r4;
+        p->mtab_off  = p->state_off + p->N * p->Kc * p->C * r4;
+        p->part_n += p->N * p->Kc * p->C + clnorm_div_up(p->N * p->C, 4);
+    }
     plan_scratch(p);
 }
 
@@ -500,6 +526,23 @@ static cl_int stream_out(const clnorm_context *ctx, const rn_plan *p)
     return ctx->tune.nt && p->total * p->esize >= ctx->tune.nt_min_bytes;
 }
 
+/* Group norm channels last through batch norm's column streams (p->cs): the
+ * tensor as N*Sp rows of C in N segments of Sp rows, each in Kc chunks; the
+ * coefficients as 4 planes of C per sample at the start of scratch. */
+static clnorm_cstream cstream_of(const rn_plan *p, const clnorm_norm_args *a, size_t wsoff, cl_mem ws)
+{
+    clnorm_cstream c = {.dtype = p->dtype, .O = (cl_uint)(p->N * p->Sp), .W = (cl_uint)p->C,
+                        .Sp = (cl_uint)p->Sp, .R = (cl_uint)p->Rc, .Kc = (cl_uint)p->Kc,
+                        .K = (cl_uint)(p->N * p->Kc), .x = a->x.mem, .xoff = a->x.offset, .ws = ws,
+                        .soff = (wsoff + p->state_off) / p->psize, .cofs = wsoff / p->psize, .I = 1};
+    /* rows per work-item of the elementwise passes, as batch norm's */
+    size_t r = clnorm_div_up(p->chunk * 4, p->C), most = p->N * p->Sp / (2 * p->par);
+    if (r > most)
+        r = most;
+    c.rpw = (cl_uint)(r < 1 ? 1 : r);
+    return c;
+}
+
 /* ---- forward -------------------------------------------------------------- */
 
 static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const rn_plan *p,
@@ -542,7 +585,11 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         CHECK(clnorm_set_args(ctx, k, args, 18));
         return run_rows(ctx, seq, k, p);
     }
-    if (p->op == OP_GN && p->nhwc) {
+    if (p->cs) {
+        clnorm_cstream c = cstream_of(p, a, wsoff, ws);
+        c.poff           = poff;
+        CHECK(clnorm_cs_run(ctx, seq, &c, 's'));
+    } else if (p->op == OP_GN && p->nhwc) {
         cl_ulong C = p->C, Sp = p->Sp, Rc = p->Rc, Kc = p->Kc;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_STATS_COLS, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(C), KARG(Sp), KARG(Rc), KARG(Kc),
@@ -561,15 +608,23 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
          * column; group norm: per (n, c), gamma and beta folded in */
         int      gn   = p->op == OP_GN;
         cl_ulong rows = p->nstat, Q = p->Q, cpg = gn ? p->cpg : 1, G = gn ? p->G : 1;
+        cl_ulong Kcs  = p->cs ? p->Kc : 0;
         real_arg rn   = mk_real(p, (double)p->nper);
         cl_mem   cg = gn ? a->gamma.mem : nomem, cb = gn ? a->beta.mem : nomem;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_STATS_COMBINE, &k));
         clnorm_karg args[] = {KARG(ws),   KARG(poff), KARG(rows), KARG(Q),    KARG(cpg),
                               KARG(G),    KREAL(p, rn), KREAL(p, reps), KARG(rms), KARG(cg),
                               KARG(goff), KARG(cb),   KARG(boff), KARG(mean), KARG(moff),
-                              KARG(a->invstd.mem), KARG(ioff), KARG(ws), KARG(cofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 19));
+                              KARG(a->invstd.mem), KARG(ioff), KARG(ws), KARG(cofs), KARG(Kcs)};
+        CHECK(clnorm_set_args(ctx, k, args, 20));
         CHECK(run_rowmerge(ctx, seq, k, p->nstat));
+    }
+    if (p->cs) {
+        clnorm_cstream c = cstream_of(p, a, wsoff, ws);
+        c.out            = a->y.mem;
+        c.ooff           = yoff;
+        c.stream         = stream;
+        return clnorm_cs_run(ctx, seq, &c, 'a');
     }
     {
         ew_view  v     = ew_of(p);
@@ -668,7 +723,22 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         goto col_combine;
     }
     /* partial sums */
-    if (p->op == OP_GN && p->nhwc) {
+    if (p->cs) {
+        /* the streams take per-column means: each (n, c)'s group mean */
+        cl_ulong G = p->G, cpg = p->cpg, NC = p->N * p->C, mtab = (wsoff + p->mtab_off) / p->psize;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_MEAN_COLS, &k));
+        clnorm_karg margs[] = {KARG(mean), KARG(moff), KARG(G), KARG(cpg), KARG(NC), KARG(ws), KARG(mtab)};
+        CHECK(clnorm_set_args(ctx, k, margs, 7));
+        CHECK(run_1d(ctx, seq, k, p->N * p->C));
+        clnorm_cstream c = cstream_of(p, a, wsoff, ws);
+        c.dy             = a->dy.mem;
+        c.dyoff          = dyoff;
+        c.mean           = ws;
+        c.moff           = mtab;
+        c.mstride        = (cl_uint)p->C;
+        c.poff           = poff;
+        CHECK(clnorm_cs_run(ctx, seq, &c, 'b'));
+    } else if (p->op == OP_GN && p->nhwc) {
         cl_ulong C = p->C, Sp = p->Sp, cpg = p->cpg, Rc = p->Rc, Kc = p->Kc;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_BWD_COLS, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem), KARG(dyoff), KARG(mean),
@@ -691,6 +761,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     int gn = p->op == OP_GN;
     {
         cl_ulong rows = p->nstat, Q = p->Q, cpg = gn ? p->cpg : 1, G = gn ? p->G : 1;
+        cl_ulong Kcs  = p->cs ? p->Kc : 0;
         real_arg rn   = mk_real(p, (double)p->nper);
         cl_mem   g    = gn ? a->gamma.mem : nomem;
         cl_mem   tab  = gn && grads ? ws : nomem;
@@ -698,11 +769,21 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         clnorm_karg args[] = {KARG(ws),   KARG(poff), KARG(rows),          KARG(Q),    KARG(cpg),
                               KARG(G),    KREAL(p, rn), KARG(rms),         KARG(g),    KARG(goff),
                               KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff), KARG(ws),
-                              KARG(cofs), KARG(tab),  KARG(tofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 18));
+                              KARG(cofs), KARG(tab),  KARG(tofs),          KARG(Kcs)};
+        CHECK(clnorm_set_args(ctx, k, args, 19));
         CHECK(run_rowmerge(ctx, seq, k, p->nstat));
     }
-    {
+    if (p->cs) {
+        clnorm_cstream c = cstream_of(p, a, wsoff, ws);
+        c.dy             = a->dy.mem;
+        c.dyoff          = dyoff;
+        c.out            = a->dx.mem;
+        c.ooff           = dxoff;
+        c.stream         = stream;
+        c.use_x          = 1;
+        c.gform          = 1;
+        CHECK(clnorm_cs_run(ctx, seq, &c, 'd'));
+    } else {
         ew_view  v     = ew_of(p);
         cl_ulong total = p->total;
         cl_mem   g     = gn ? nomem : a->gamma.mem;
@@ -781,6 +862,8 @@ static clnorm_status run_op(clnorm_context *ctx, int backward, const rn_plan *p,
     if (backward && p->op != OP_GN && !a->dgamma.mem && (rms || !a->dbeta.mem))
         need = p->col_off; /* no column partials */
     CHECK(clnorm_prepare(ctx, FAMILY_ROWNORM, p->dtype));
+    if (p->cs)
+        CHECK(clnorm_prepare(ctx, FAMILY_BN, p->dtype));
     CHECK(get_scratch(ctx, a, need, &ws, &wsoff));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
