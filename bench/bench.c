@@ -406,7 +406,7 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
 /* ---- the family: layer norm and group norm -------------------------------- */
 
 typedef struct norm_run {
-    int                   group; /* 0: layer norm, 1: group norm */
+    int                   group; /* 0: layer norm, 1: group norm, 2: RMS norm */
     int                   backward;
     clnorm_norm_desc      nd;
     clnorm_groupnorm_desc gd;
@@ -417,9 +417,12 @@ static void run_norm(void *arg)
 {
     norm_run     *r = arg;
     clnorm_status st;
-    if (r->group)
+    if (r->group == 1)
         st = r->backward ? clnorm_groupnorm_backward(ctx, q, &r->gd, &r->args, 0, NULL, NULL)
                          : clnorm_groupnorm_forward(ctx, q, &r->gd, &r->args, 0, NULL, NULL);
+    else if (r->group == 2)
+        st = r->backward ? clnorm_rmsnorm_backward(ctx, q, &r->nd, &r->args, 0, NULL, NULL)
+                         : clnorm_rmsnorm_forward(ctx, q, &r->nd, &r->args, 0, NULL, NULL);
     else
         st = r->backward ? clnorm_layernorm_backward(ctx, q, &r->nd, &r->args, 0, NULL, NULL)
                          : clnorm_layernorm_forward(ctx, q, &r->nd, &r->args, 0, NULL, NULL);
@@ -427,8 +430,8 @@ static void run_norm(void *arg)
         FAIL("%s: %s", clnorm_status_string(st), clnorm_last_error(ctx));
 }
 
-/* Layer norm over the last dim of (rows, cols), or group norm in layout
- * (dims in memory order). */
+/* Layer norm (group 0) or RMS norm (2) over the last dim of (rows, cols),
+ * or group norm (1) in layout (dims in memory order). */
 static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups, clnorm_layout layout)
 {
     norm_run r;
@@ -438,7 +441,7 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
     for (size_t i = 0; i < ndim; ++i)
         n *= dims[i];
     size_t vec, stats;
-    if (group) {
+    if (group == 1) {
         clnorm_groupnorm_desc_init(&r.gd, layout, ndim, dims, groups);
         vec   = layout == CLNORM_NHWC ? dims[ndim - 1] : dims[1];
         stats = dims[0] * groups;
@@ -468,17 +471,17 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
     int  w = 0;
     for (size_t i = 0; i < ndim; ++i)
         w += snprintf(shape + w, sizeof shape - (size_t)w, "%s%zu", i ? "x" : "", dims[i]);
-    if (group)
+    if (group == 1)
         snprintf(shape + w, sizeof shape - (size_t)w, " G%zu", groups);
-    const char *op  = group ? "groupnorm" : "layernorm";
-    const char *lay = !group ? "-" : layout == CLNORM_NHWC ? "NHWC" : "NCHW";
+    const char *op  = group == 1 ? "groupnorm" : group == 2 ? "rmsnorm" : "layernorm";
+    const char *lay = group != 1 ? "-" : layout == CLNORM_NHWC ? "NHWC" : "NCHW";
     for (int b = 0; b < 2; ++b) {
         if (!selected(op, b ? "bwd" : "fwd", lay, shape))
             continue;
         r.backward = 0;
         run_norm(&r); /* saved statistics for backward */
         r.backward = b;
-        fprintf(stderr, "  %s %s %s\n", group ? "gn" : "ln", b ? "bwd" : "fwd", shape);
+        fprintf(stderr, "  %s %s %s\n", op, b ? "bwd" : "fwd", shape);
         double sec = time_median(run_norm, &r);
         if (ab_var)
             ab_compare(run_norm, &r, op, b ? "bwd" : "fwd", lay, shape);
@@ -742,6 +745,8 @@ int main(int argc, char **argv)
     static const size_t ln[][2] = {{8192, 768}, {2048, 4096}, {32768, 128}, {16384, 1024}};
     for (size_t i = 0; i < (quick ? 2 : 4); ++i)
         bench_norm(0, ln[i], 2, 0, CLNORM_NCHW);
+    for (size_t i = 0; i < (quick ? 1 : 4); ++i)
+        bench_norm(2, ln[i], 2, 0, CLNORM_NCHW);
     if (ln_extra[0])
         bench_norm(0, ln_extra, 2, 0, CLNORM_NCHW);
     size_t gn[4] = {quick ? 8 : 32, 256, 56, 56}, gn_last[4] = {gn[0], 56, 56, 256};
