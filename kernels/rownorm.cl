@@ -47,7 +47,27 @@ inline real4 range_stats(__global const store_t *p, ulong i0, ulong i1, uint fir
 {
     real4 acc = (real4)0;
     ulong i   = i0 + first;
-    if (rms) {
+    if (rms && step == 8) {
+        /* a lone lane: plain vector sums of squares over spans of SPAN (64
+         * positive terms per vector lane), each span's total folded into the
+         * compensated sum; per 8 values, the horizontal sum and the
+         * compensated step were a dependency chain that ran at a third of
+         * the memory's speed */
+        for (; i < i1; i += SPAN) {
+            ulong e = min(i1, i + SPAN), j = i;
+            realv s = (realv)0;
+            real  t = 0;
+            for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
+                realv v = LOADV(p, j);
+                s       = fma(v, v, s);
+            }
+            for (; j < e; ++j) {
+                real v = LOAD1(p, j);
+                t      = fma(v, v, t);
+            }
+            acc = sum2_add(acc, (real2)(sumv(s) + t, (real)0));
+        }
+    } else if (rms) {
         for (; i + 8 <= i1; i += step) {
             real8 v = LOAD8(p, i);
             acc     = sum2_add(acc, (real2)(sum8(v * v), (real)0));
