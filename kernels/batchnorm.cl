@@ -626,14 +626,29 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
             }
         }
         for (; j < W; ++j) {
-            real4 b = (real4)0;
+            /* as the 8-wide loop, one column (a merge per value cost ten
+             * times more: few-channel tensors, C = 3, spend their time here) */
+            real s = 0;
             for (uint r = 0; r < nb; ++r)
-                b = stat_merge(b, stat_one(LOAD1(p, (ulong)r * W + j)));
-            real4 a = n == (real)0 ? (real4)0 : (real4)(n, hi[j], lo[j], m2[j]);
-            a     = stat_merge(a, b);
-            hi[j] = a.y;
-            lo[j] = a.z;
-            m2[j] = a.w;
+                s += LOAD1(p, (ulong)r * W + j);
+            real m = s * ri, d1 = 0, d2 = 0;
+            for (uint r = 0; r < nb; ++r) {
+                real d = LOAD1(p, (ulong)r * W + j) - m;
+                d1 += d;
+                d2 = fma(d, d, d2);
+            }
+            real blo = d1 * ri, bm2 = nonneg(d2 - d1 * d1 * ri);
+            if (n == (real)0) {
+                hi[j] = m;
+                lo[j] = blo;
+                m2[j] = bm2;
+            } else {
+                real h = hi[j], l = lo[j], delta = (m - h) + (blo - l);
+                m2[j]  = m2[j] + bm2 + delta * delta * wa;
+                real t = l + delta * wb, sm = h + t, bb = sm - h;
+                lo[j]  = (h - (sm - bb)) + (t - bb);
+                hi[j]  = sm;
+            }
         }
         n = nn;
     }
