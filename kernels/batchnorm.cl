@@ -500,25 +500,51 @@ inline void coef8(__global const real *coef, uint C, uint c, real8 *k0, real8 *k
 #define CS_PANELS 1
 #endif
 
-/* Merges a block's (mean m + blo, M2 bm2) of columns [j, j + SPAN_VEC) into
- * the running (hi + lo, m2) of n values; wa = n*rn/(n+rn), wb = rn/(n+rn). */
-inline void col_stats_merge(__global real *hi, __global real *lo, __global real *m2, uint j, realv m,
-                            realv blo, realv bm2, real n, real wa, real wb)
-{
-    if (n == (real)0) {
-        VSTOREV(m, hi + j);
-        VSTOREV(blo, lo + j);
-        VSTOREV(bm2, m2 + j);
-    } else {
-        realv h = VLOADV(hi + j), l = VLOADV(lo + j);
-        realv delta = (m - h) + (blo - l);
-        VSTOREV(VLOADV(m2 + j) + bm2 + delta * delta * wa, m2 + j);
-        realv t  = l + delta * wb;
-        realv sm = h + t, bb = sm - h;
-        VSTOREV((h - (sm - bb)) + (t - bb), lo + j);
-        VSTOREV(sm, hi + j);
+/* Merges a block's (mean m + blo, M2 bm2) of the columns from j (a vector
+ * of type T of them) into the running (hi + lo, m2) of n values;
+ * wa = n*rn/(n+rn), wb = rn/(n+rn). One body for the three widths. */
+#define COL_STATS_MERGE_FN(NAME, T, LD, ST)                                                    \
+    inline void NAME(__global real *hi, __global real *lo, __global real *m2, uint j, T m, T blo, \
+                     T bm2, real n, real wa, real wb)                                          \
+    {                                                                                          \
+        if (n == (real)0) {                                                                    \
+            ST(m, hi + j);                                                                     \
+            ST(blo, lo + j);                                                                   \
+            ST(bm2, m2 + j);                                                                   \
+        } else {                                                                               \
+            T h = LD(hi + j), l = LD(lo + j);                                                  \
+            T delta = (m - h) + (blo - l);                                                     \
+            ST(LD(m2 + j) + bm2 + delta * delta * wa, m2 + j);                                 \
+            T t  = l + delta * wb;                                                             \
+            T sm = h + t, bb = sm - h;                                                         \
+            ST((h - (sm - bb)) + (t - bb), lo + j);                                            \
+            ST(sm, hi + j);                                                                    \
+        }                                                                                      \
     }
-}
+#define LD8_(q)     GLD(real, 8, q)
+#define ST8_(v, q)  GST(real, 8, v, q)
+#define LD1_(q)     (*(q))
+#define ST1_(v, q)  (*(q) = (v))
+COL_STATS_MERGE_FN(col_stats_merge, realv, VLOADV, VSTOREV)
+COL_STATS_MERGE_FN(col_stats_merge8, real8, LD8_, ST8_)
+COL_STATS_MERGE_FN(col_stats_merge1, real, LD1_, ST1_)
+
+/* A block of nb rows (p, row stride W) of the columns from j, a vector of
+ * type T of them read with LDX: the corrected two-pass (sum, mean, then the
+ * deviations from L1), merged into the running state with MERGE. */
+#define CS_BLOCK_COLUMNS(T, LDX, NONNEG, MERGE)                                       \
+    do {                                                                              \
+        T s = (T)0;                                                                   \
+        for (uint r = 0; r < nb; ++r)                                                 \
+            s += LDX(p, (ulong)r * W + j);                                            \
+        T m = s * ri, d1 = (T)0, d2 = (T)0;                                           \
+        for (uint r = 0; r < nb; ++r) {                                               \
+            T d = LDX(p, (ulong)r * W + j) - m;                                       \
+            d1 += d;                                                                  \
+            d2 = fma(d, d, d2);                                                       \
+        }                                                                             \
+        MERGE(hi, lo, m2, j, m, d1 * ri, NONNEG(d2 - d1 * d1 * ri), n, wa, wb);       \
+    } while (0)
 
 /* The rows a column-stream work-item k walks: the rows come in segments of
  * Sp (batch norm: one segment, Sp = O; group norm: a sample each), cut
@@ -587,69 +613,14 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
             /* as the 8-wide loop below, SPAN_VEC columns at a time */
             for (uint r = 0; r < nbn; ++r)
                 PREFETCH(pn, (ulong)r * W + j);
-            realv s = (realv)0;
-            for (uint r = 0; r < nb; ++r)
-                s += LOADV(p, (ulong)r * W + j);
-            realv m  = s * ri;
-            realv d1 = (realv)0, d2 = (realv)0;
-            for (uint r = 0; r < nb; ++r) {
-                realv d = LOADV(p, (ulong)r * W + j) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-            }
-            col_stats_merge(hi, lo, m2, j, m, d1 * ri, nonnegv(d2 - d1 * d1 * ri), n, wa, wb);
+            CS_BLOCK_COLUMNS(realv, LOADV, nonnegv, col_stats_merge);
         }
-        for (; j + 8 <= W; j += 8) {
-            real8 s = (real8)0;
-            for (uint r = 0; r < nb; ++r)
-                s += LOAD8(p, (ulong)r * W + j);
-            real8 m  = s * ri;
-            real8 d1 = (real8)0, d2 = (real8)0;
-            for (uint r = 0; r < nb; ++r) {
-                real8 d = LOAD8(p, (ulong)r * W + j) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-            }
-            real8 blo = d1 * ri, bm2 = nonneg8(d2 - d1 * d1 * ri);
-            if (n == (real)0) {
-                GST(real, 8, m, hi + j);
-                GST(real, 8, blo, lo + j);
-                GST(real, 8, bm2, m2 + j);
-            } else {
-                real8 h = GLD(real, 8, hi + j), l = GLD(real, 8, lo + j);
-                real8 delta = (m - h) + (blo - l);
-                GST(real, 8, GLD(real, 8, m2 + j) + bm2 + delta * delta * wa, m2 + j);
-                real8 t  = l + delta * wb;
-                real8 sm = h + t, bb = sm - h;
-                GST(real, 8, (h - (sm - bb)) + (t - bb), lo + j);
-                GST(real, 8, sm, hi + j);
-            }
-        }
-        for (; j < W; ++j) {
-            /* as the 8-wide loop, one column (a merge per value cost ten
-             * times more: few-channel tensors, C = 3, spend their time here) */
-            real s = 0;
-            for (uint r = 0; r < nb; ++r)
-                s += LOAD1(p, (ulong)r * W + j);
-            real m = s * ri, d1 = 0, d2 = 0;
-            for (uint r = 0; r < nb; ++r) {
-                real d = LOAD1(p, (ulong)r * W + j) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-            }
-            real blo = d1 * ri, bm2 = nonneg(d2 - d1 * d1 * ri);
-            if (n == (real)0) {
-                hi[j] = m;
-                lo[j] = blo;
-                m2[j] = bm2;
-            } else {
-                real h = hi[j], l = lo[j], delta = (m - h) + (blo - l);
-                m2[j]  = m2[j] + bm2 + delta * delta * wa;
-                real t = l + delta * wb, sm = h + t, bb = sm - h;
-                lo[j]  = (h - (sm - bb)) + (t - bb);
-                hi[j]  = sm;
-            }
-        }
+        for (; j + 8 <= W; j += 8)
+            CS_BLOCK_COLUMNS(real8, LOAD8, nonneg8, col_stats_merge8);
+        /* one column at a time (a merge per value cost ten times more:
+         * few-channel tensors, C = 3, spend their time here) */
+        for (; j < W; ++j)
+            CS_BLOCK_COLUMNS(real, LOAD1, nonneg, col_stats_merge1);
         n = nn;
     }
     for (uint j = 0; j < W; ++j)
