@@ -757,6 +757,77 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
     uint                 seg_ = o / Sp, oe = min(o1, seg_ * Sp + Sp);     \
     __global const real *cf   = coef + (ulong)seg_ * 4 * C;
 
+/* dx from planes (m, kk, a, b): a*((dy - b) - (v - m)*kk), or with gform
+ * (group norm, whose a varies per channel inside a statistic)
+ * a*dy - b - (v - m)*kk; v = x, or m when !use_x. Rows as bn_apply_cstream. */
+#define DX_FORM(a, b, d, v, m, kk) (gform ? (a) * (d) - (b) - ((v) - (m)) * (kk) : (a) * (((d) - (b)) - ((v) - (m)) * (kk)))
+
+/* Few channels (C < SPAN_VEC, not 8): rows [o, oe) are one run of values
+ * whose channel repeats every C, so they go in vectors: the four planes,
+ * expanded over one period of np = C/gcd(C, SPAN_VEC) vectors from the
+ * run's first vector, sit in private memory. A value at e of the run has
+ * channel e % C (rows start at multiples of C). dx (pass 'd' forms) when
+ * dy is given, else the apply; scalar head (up to a vector-aligned address
+ * for streaming stores) and tail. Element by element, each value cost four
+ * coefficient loads and a store of its own (C = 3: a third of copy speed). */
+#define CS_MAXP (SPAN_VEC - 1)
+inline uint cs_period(uint C)
+{
+    uint a = C, b = SPAN_VEC;
+    while (b) {
+        uint t = a % b;
+        a      = b;
+        b      = t;
+    }
+    return C / a;
+}
+
+inline real cs_one(__global const store_t *x, __global const store_t *dy, __global const real *cf, uint C,
+                   ulong e, int use_x, int gform)
+{
+    uint c = (uint)(e % C);
+    real4 k = COEF_LOAD(cf, C, c);
+    if (!dy)
+        return ((LOAD1(x, e) - k.x) - k.y) * k.z + k.w;
+    real d = LOAD1(dy, e), v = use_x ? LOAD1(x, e) : k.x;
+    return DX_FORM(k.z, k.w, d, v, k.x, k.y);
+}
+
+inline void cs_flat(__global const store_t *x, __global const store_t *dy, __global store_t *out,
+                    __global const real *cf, uint C, ulong e, ulong e1, int nt, int use_x, int gform)
+{
+    if (nt)
+        for (; e < e1 && ((ulong)(out + e) & (sizeof(realv) - 1)); ++e)
+            STORE1(cs_one(x, dy, cf, C, e, use_x, gform), out, e);
+    uint np = cs_period(C), pv = np * SPAN_VEC;
+    realv k0[CS_MAXP], k1[CS_MAXP], k2[CS_MAXP], k3[CS_MAXP];
+    for (uint i = 0; i < pv; ++i) {
+        uint c                = (uint)((e + i) % C);
+        ((real *)k0)[i]       = cf[c];
+        ((real *)k1)[i]       = cf[C + c];
+        ((real *)k2)[i]       = cf[2 * C + c];
+        ((real *)k3)[i]       = cf[3 * C + c];
+    }
+    for (; e + pv <= e1; e += pv)
+        for (uint v = 0; v < np; ++v) {
+            ulong  i = e + (ulong)v * SPAN_VEC;
+            realv  a = k0[v], b = k1[v], g = k2[v], h = k3[v];
+            realv  r;
+            if (!dy) {
+                r = ((LOADV(x, i) - a) - b) * g + h;
+            } else {
+                realv d = LOADV(dy, i), w = use_x ? LOADV(x, i) : a;
+                r       = DX_FORM(g, h, d, w, a, b);
+            }
+            if (nt)
+                STOREV_NT(r, out, i);
+            else
+                STOREV(r, out, i);
+        }
+    for (; e < e1; ++e)
+        STORE1(cs_one(x, dy, cf, C, e, use_x, gform), out, e);
+}
+
 /* With stream (large outputs), rows of whole 8-blocks at 32-byte aligned
  * addresses are written with streaming stores. */
 __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
@@ -792,6 +863,16 @@ __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global s
         NT_FENCE(ntv);
         return;
     }
+    if (C < SPAN_VEC && C != 8) {
+        int ntf = HAVE_NT && stream;
+        while (o < o1) {
+            SEGMENT_COEF(cf)
+            cs_flat(x, NOPF, y, cf, C, (ulong)o * C, (ulong)oe * C, ntf, 1, 0);
+            o = oe;
+        }
+        NT_FENCE(ntf);
+        return;
+    }
     int nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(y + (ulong)o * C) & 31) == 0;
     while (o < o1) {
         SEGMENT_COEF(cf)
@@ -816,10 +897,6 @@ __kernel void bn_apply_cstream(__global const store_t *x, ulong xoff, __global s
     NT_FENCE(nt);
 }
 
-/* dx from planes (m, kk, a, b): a*((dy - b) - (v - m)*kk), or with gform
- * (group norm, whose a varies per channel inside a statistic)
- * a*dy - b - (v - m)*kk; v = x, or m when !use_x. Rows as bn_apply_cstream. */
-#define DX_FORM(a, b, d, v, m, kk) (gform ? (a) * (d) - (b) - ((v) - (m)) * (kk) : (a) * (((d) - (b)) - ((v) - (m)) * (kk)))
 
 __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
                             ulong dyoff, __global store_t *dx, ulong dxoff, uint C, uint O,
@@ -853,6 +930,17 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
             }
         }
         NT_FENCE(ntv);
+        return;
+    }
+    if (C < SPAN_VEC && C != 8) {
+        int ntf = HAVE_NT && stream;
+        while (o < o1) {
+            SEGMENT_COEF(cf)
+            cs_flat(x + xoff, dy + dyoff, dx + dxoff, cf, C, (ulong)o * C, (ulong)oe * C, ntf, use_x,
+                    gform);
+            o = oe;
+        }
+        NT_FENCE(ntf);
         return;
     }
     int  nt = HAVE_NT && stream && (C & 7) == 0 && ((ulong)(dx + dxoff + (ulong)o * C) & 31) == 0;

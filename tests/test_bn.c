@@ -269,6 +269,11 @@ static bn_case cases[] = {
     {"spatial 1 NHWC", SP, NHWC, 4, {16, 1, 1, 32}, DATA_NORMAL, 1, 1},
     {"3x5x33x17 NCHW", SP, NCHW, 4, {3, 5, 33, 17}, DATA_NORMAL, 1, 1},
     {"3x5x33x17 NHWC", SP, NHWC, 4, {3, 33, 17, 5}, DATA_NORMAL, 1, 0},
+    /* few channels: the elementwise passes walk rows as one run of vectors
+     * with the coefficients expanded over a period of C/gcd(C, 16) vectors */
+    {"4x31x29x15 NHWC", SP, NHWC, 4, {4, 31, 29, 15}, DATA_NORMAL, 1, 1},
+    {"mean 1e4 4x31x29x7 NHWC", SP, NHWC, 4, {4, 31, 29, 7}, DATA_MEAN_1E4, 1, 1},
+    {"4x31x29x12 NHWC", SP, NHWC, 4, {4, 31, 29, 12}, DATA_OUTLIER_FIRST, 1, 1},
     {"3x5x33x17 no affine", SP, NCHW, 4, {3, 5, 33, 17}, DATA_NORMAL, 0, 1},
     {"2x3x512x512 NCHW", SP, NCHW, 4, {2, 3, 512, 512}, DATA_NORMAL, 1, 1},
     {"2x3x512x512 NHWC", SP, NHWC, 4, {2, 512, 512, 3}, DATA_NORMAL, 1, 1},
