@@ -553,6 +553,42 @@ COL_STATS_MERGE_FN(col_stats_merge1, real, LD1_, ST1_)
     uint seg = (k) / Kc, o0 = seg * Sp + ((k) % Kc) * R;      \
     uint o1  = min(seg * Sp + Sp, o0 + R);
 
+/* Few columns (W < SPAN_VEC, not 8): a run of rows is one run of values
+ * whose column repeats every W, value i of a run that starts a row being
+ * in column i % W. The walks below take such runs in vectors, np =
+ * W/gcd(W, SPAN_VEC) of them to a period, and fold the vector lanes into
+ * their columns once per block of CS_FLAT_ROWS rows; column by column, they
+ * cost several operations per value. A/B: -DCS_FLAT=0. */
+#ifndef CS_FLAT
+#define CS_FLAT 1
+#endif
+#define CS_FLAT_ROWS 256
+#define CS_MAXP (SPAN_VEC - 1)
+inline uint cs_period(uint C)
+{
+    uint a = C, b = SPAN_VEC;
+    while (b) {
+        uint t = a % b;
+        a      = b;
+        b      = t;
+    }
+    return C / a;
+}
+
+/* out[c] += the lanes of the period vectors v[0, np) that belong to column c */
+inline void cs_fold(const realv *v, uint np, uint W, real *out)
+{
+    for (uint i = 0; i < np * SPAN_VEC; ++i)
+        out[i % W] += ((const real *)v)[i];
+}
+
+/* Period vectors of a per-column vector m (value i: m[i % W]). */
+inline void cs_expand(const real *m, uint np, uint W, realv *v)
+{
+    for (uint i = 0; i < np * SPAN_VEC; ++i)
+        ((real *)v)[i] = m[i % W];
+}
+
 /* state: hi[W], lo[W], m2[W] of this work-item. */
 __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, uint W, uint R, uint K,
                                __global real4 *part, ulong poff, __global real *state, ulong soff,
@@ -566,6 +602,59 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
     part += poff + (ulong)k * W;
     __global real *hi = state + soff + (ulong)k * 3 * W, *lo = hi + W, *m2 = lo + W;
     real n = 0;
+#if CS_FLAT
+    if (W < SPAN_VEC && W != 8) {
+        /* blocks of CS_FLAT_ROWS rows, each by the corrected two-pass per
+         * column (sums, means, deviations from L1), merged as below */
+        uint np = cs_period(W), pv = np * SPAN_VEC;
+        for (uint o = o0; o < o1; o += CS_FLAT_ROWS) {
+            uint  nb = min((uint)CS_FLAT_ROWS, o1 - o);
+            real  rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;
+            ulong nv = (ulong)nb * W, e;
+            __global const store_t *p = x + (ulong)o * W;
+            realv a[CS_MAXP], b[CS_MAXP];
+            real  cs[SPAN_VEC], c1[SPAN_VEC], c2[SPAN_VEC];
+            for (uint v = 0; v < np; ++v)
+                a[v] = (realv)0;
+            for (uint c = 0; c < W; ++c)
+                cs[c] = c1[c] = c2[c] = 0;
+            for (e = 0; e + pv <= nv; e += pv)
+                for (uint v = 0; v < np; ++v)
+                    a[v] += LOADV(p, e + (ulong)v * SPAN_VEC);
+            for (ulong f = e; f < nv; ++f)
+                cs[f % W] += LOAD1(p, f);
+            cs_fold(a, np, W, cs);
+            for (uint c = 0; c < W; ++c)
+                cs[c] *= ri; /* the block's means */
+            cs_expand(cs, np, W, a);
+            for (uint v = 0; v < np; ++v)
+                b[v] = (realv)0;
+            realv q[CS_MAXP];
+            for (uint v = 0; v < np; ++v)
+                q[v] = (realv)0;
+            for (e = 0; e + pv <= nv; e += pv)
+                for (uint v = 0; v < np; ++v) {
+                    realv d = LOADV(p, e + (ulong)v * SPAN_VEC) - a[v];
+                    b[v] += d;
+                    q[v] = fma(d, d, q[v]);
+                }
+            for (ulong f = e; f < nv; ++f) {
+                real d = LOAD1(p, f) - cs[f % W];
+                c1[f % W] += d;
+                c2[f % W] = fma(d, d, c2[f % W]);
+            }
+            cs_fold(b, np, W, c1);
+            cs_fold(q, np, W, c2);
+            for (uint c = 0; c < W; ++c)
+                col_stats_merge1(hi, lo, m2, c, cs[c], c1[c] * ri, nonneg(c2[c] - c1[c] * c1[c] * ri), n,
+                                 wa, wb);
+            n = nn;
+        }
+        for (uint j = 0; j < W; ++j)
+            part[j] = (real4)(n, hi[j], lo[j], m2[j]);
+        return;
+    }
+#endif
     for (uint o = o0; o < o1; o += COL_BLOCK) {
         uint nb = min((uint)COL_BLOCK, o1 - o);
         real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb;
@@ -645,6 +734,52 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
     __global real *s1 = state + soff + (ulong)k * 4 * W, *s2 = s1 + W, *c1 = s2 + W, *c2 = c1 + W;
     for (uint j = 0; j < 4 * W; ++j)
         s1[j] = 0;
+#if CS_FLAT
+    if (W < SPAN_VEC && W != 8 && I == 1) {
+        /* plain sums per block of CS_FLAT_ROWS rows in period vectors (the
+         * means expanded once), folded into the compensated totals */
+        uint  np = cs_period(W), pv = np * SPAN_VEC;
+        real  mc[SPAN_VEC];
+        realv mv[CS_MAXP];
+        for (uint c = 0; c < W; ++c)
+            mc[c] = mean[c];
+        cs_expand(mc, np, W, mv);
+        for (uint o = o0; o < o1; o += CS_FLAT_ROWS) {
+            uint  nb = min((uint)CS_FLAT_ROWS, o1 - o);
+            ulong nv = (ulong)nb * W, base = (ulong)o * W, e;
+            realv a[CS_MAXP], b[CS_MAXP];
+            real  ta[SPAN_VEC], tb[SPAN_VEC];
+            for (uint v = 0; v < np; ++v)
+                a[v] = b[v] = (realv)0;
+            for (uint c = 0; c < W; ++c)
+                ta[c] = tb[c] = 0;
+            for (e = 0; e + pv <= nv; e += pv)
+                for (uint v = 0; v < np; ++v) {
+                    ulong i = base + e + (ulong)v * SPAN_VEC;
+                    realv d = LOADV(dy, i);
+                    a[v] += d;
+                    b[v] = fma(d, LOADV(x, i) - mv[v], b[v]);
+                }
+            for (ulong f = e; f < nv; ++f) {
+                real d = LOAD1(dy, base + f);
+                ta[f % W] += d;
+                tb[f % W] = fma(d, LOAD1(x, base + f) - mc[f % W], tb[f % W]);
+            }
+            cs_fold(a, np, W, ta);
+            cs_fold(b, np, W, tb);
+            for (uint j = 0; j < W; ++j) {
+                real4 acc = sum2_add((real4)(s1[j], s2[j], c1[j], c2[j]), (real2)(ta[j], tb[j]));
+                s1[j] = acc.x;
+                s2[j] = acc.y;
+                c1[j] = acc.z;
+                c2[j] = acc.w;
+            }
+        }
+        for (uint j = 0; j < W; ++j)
+            part[j] = (real4)(s1[j], s2[j], c1[j], c2[j]);
+        return;
+    }
+#endif
     for (uint o = o0; o < o1; o += COL_BLOCK) {
         uint  nb = min((uint)COL_BLOCK, o1 - o);
         ulong base = (ulong)o * W;
@@ -770,17 +905,6 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
  * dy is given, else the apply; scalar head (up to a vector-aligned address
  * for streaming stores) and tail. Element by element, each value cost four
  * coefficient loads and a store of its own (C = 3: a third of copy speed). */
-#define CS_MAXP (SPAN_VEC - 1)
-inline uint cs_period(uint C)
-{
-    uint a = C, b = SPAN_VEC;
-    while (b) {
-        uint t = a % b;
-        a      = b;
-        b      = t;
-    }
-    return C / a;
-}
 
 inline real cs_one(__global const store_t *x, __global const store_t *dy, __global const real *cf, uint C,
                    ulong e, int use_x, int gform)
