@@ -716,6 +716,17 @@ __kernel void bn_stats_cstream(__global const store_t *x, ulong xoff, uint O, ui
         part[j] = (real4)(n, hi[j], lo[j], m2[j]);
 }
 
+/* Adds (a, b) to column j's compensated sums in the state planes. */
+inline void cs_sums_add(__global real *s1, __global real *s2, __global real *c1, __global real *c2, uint j,
+                        real a, real b)
+{
+    real4 acc = sum2_add((real4)(s1[j], s2[j], c1[j], c2[j]), (real2)(a, b));
+    s1[j]     = acc.x;
+    s2[j]     = acc.y;
+    c1[j]     = acc.z;
+    c2[j]     = acc.w;
+}
+
 /* state: s1[W], s2[W], c1[W], c2[W] (Neumaier sums) of this work-item.
  * Rows as bn_stats_cstream; segment s reads its means at mean + s*mstride. */
 __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
@@ -767,13 +778,8 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
             }
             cs_fold(a, np, W, ta);
             cs_fold(b, np, W, tb);
-            for (uint j = 0; j < W; ++j) {
-                real4 acc = sum2_add((real4)(s1[j], s2[j], c1[j], c2[j]), (real2)(ta[j], tb[j]));
-                s1[j] = acc.x;
-                s2[j] = acc.y;
-                c1[j] = acc.z;
-                c2[j] = acc.w;
-            }
+            for (uint j = 0; j < W; ++j)
+                cs_sums_add(s1, s2, c1, c2, j, ta[j], tb[j]);
         }
         for (uint j = 0; j < W; ++j)
             part[j] = (real4)(s1[j], s2[j], c1[j], c2[j]);
@@ -873,11 +879,7 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
                 a += d;
                 b = fma(d, LOAD1(x, e) - m, b);
             }
-            real4 acc = sum2_add((real4)(s1[j], s2[j], c1[j], c2[j]), (real2)(a, b));
-            s1[j] = acc.x;
-            s2[j] = acc.y;
-            c1[j] = acc.z;
-            c2[j] = acc.w;
+            cs_sums_add(s1, s2, c1, c2, j, a, b);
         }
     }
     for (uint j = 0; j < W; ++j)
