@@ -330,6 +330,15 @@ static clnorm_status ready(clnorm_context *ctx, const clnorm_bn_desc *desc)
             return st;                \
     } while (0)
 
+clnorm_status clnorm_cs_prepare(clnorm_context *ctx, clnorm_dtype dtype, int backward)
+{
+    cl_kernel     k;
+    clnorm_status st = clnorm_get_kernel(ctx, FAMILY_BN, dtype, backward ? K_BWD_CSTREAM : K_STATS_CSTREAM, &k);
+    if (st == CLNORM_SUCCESS)
+        st = clnorm_get_kernel(ctx, FAMILY_BN, dtype, backward ? K_DX_CSTREAM : K_APPLY_CSTREAM, &k);
+    return st;
+}
+
 clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_cstream *c, char pass)
 {
     clnorm_status st;

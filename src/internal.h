@@ -178,6 +178,10 @@ typedef struct clnorm_cstream {
 /* Enqueues one pass: 's' statistics partials, 'b' gradient sums, 'a' apply
  * (x to out), 'd' dx (out) (batchnorm.c). */
 clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_cstream *c, char pass);
+/* Builds what a caller of the streams needs before it enqueues anything:
+ * the statistics and apply passes, or (backward) the sums and dx passes,
+ * not the rest of batch norm's kernels. */
+clnorm_status clnorm_cs_prepare(clnorm_context *ctx, clnorm_dtype dtype, int backward);
 
 /* Sets kernel arguments from a list; each entry is (size, pointer). */
 typedef struct clnorm_karg {

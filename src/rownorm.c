@@ -863,7 +863,7 @@ static clnorm_status run_op(clnorm_context *ctx, int backward, const rn_plan *p,
         need = p->col_off; /* no column partials */
     CHECK(clnorm_prepare(ctx, FAMILY_ROWNORM, p->dtype));
     if (p->cs)
-        CHECK(clnorm_prepare(ctx, FAMILY_BN, p->dtype));
+        CHECK(clnorm_cs_prepare(ctx, p->dtype, backward));
     CHECK(get_scratch(ctx, a, need, &ws, &wsoff));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
