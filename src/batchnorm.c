@@ -69,7 +69,7 @@ static void plan_reduction(const clnorm_context *ctx, bn_plan *p, char dir)
     size_t               lx = t->lx;
     p->rows                 = p->I >= t->rows_min_inner;
     clnorm_choice ch        = ctx->forcing ? ctx->force
-                                           : clnorm_lookup_choice(ctx, clnorm_shape_key(dir, p->rows,
+                                           : clnorm_lookup_choice(ctx, clnorm_shape_key(dir, clnorm_bn_walk(ctx, p->I),
                                                                                         p->O * p->I, p->C));
     size_t chunk = ch.chunk ? ch.chunk : t->chunk, par = ch.par ? ch.par : t->min_parallel;
     if (p->rows) {

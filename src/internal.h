@@ -130,7 +130,9 @@ void clnorm_write_file_atomic(const char *dir, const char *path, const unsigned 
 
 /* Tuning (tune.c): the shape class of a batch norm plan, the choice for it,
  * and the per-device file of tuned choices. */
-unsigned      clnorm_shape_key(char dir, int rows, size_t slice, size_t channels);
+enum { CLNORM_WALK_COLS = 0, CLNORM_WALK_ROWS = 1, CLNORM_WALK_INNER_COLS = 2 };
+unsigned      clnorm_shape_key(char dir, int walk, size_t slice, size_t channels);
+int           clnorm_bn_walk(const clnorm_context *ctx, size_t I); /* CLNORM_WALK_* for inner extent I */
 clnorm_choice clnorm_lookup_choice(const clnorm_context *ctx, unsigned key);
 void          clnorm_load_tuning(clnorm_context *ctx);
 

@@ -62,14 +62,14 @@ typedef struct rn_plan {
 
 static size_t align128(size_t v) { return clnorm_round_up(v, 128); }
 
-/* The sizes and fused choice for a shape class (direction dir, rows flag,
+/* The sizes and fused choice for a shape class (direction dir, walk kind,
  * values per statistic, statistics): the tuner's, where it measured the
  * class (or the one it forces while measuring), else the heuristic's. */
-static void plan_choice(const clnorm_context *ctx, rn_plan *p, char dir, int rows, size_t slice,
+static void plan_choice(const clnorm_context *ctx, rn_plan *p, char dir, int walk, size_t slice,
                         size_t count)
 {
     clnorm_choice ch = ctx->forcing ? ctx->force
-                                    : clnorm_lookup_choice(ctx, clnorm_shape_key(dir, rows, slice, count));
+                                    : clnorm_lookup_choice(ctx, clnorm_shape_key(dir, walk, slice, count));
     p->chunk = ch.chunk ? ch.chunk : ctx->tune.chunk;
     p->par   = ch.par ? ch.par : ctx->tune.min_parallel;
     p->fused = ctx->tune.no_fused ? 0 : ch.fused;
@@ -128,7 +128,7 @@ static size_t col_width(const clnorm_context *ctx) { return ctx->tune.lx == 1 ? 
 
 static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
 {
-    plan_choice(ctx, p, backward ? 'L' : 'l', 0, p->L, p->R);
+    plan_choice(ctx, p, backward ? 'L' : 'l', CLNORM_WALK_COLS, p->L, p->R);
     plan_rows(ctx, p->R, p->L, p);
     p->nstat = p->R;
     p->nper  = p->L;
@@ -187,7 +187,8 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
     const clnorm_tuning *t = &ctx->tune;
     p->nstat               = p->N * p->G;
     p->nper                = p->cpg * p->Sp;
-    plan_choice(ctx, p, backward ? 'G' : 'g', p->nhwc, p->nper, p->nstat);
+    plan_choice(ctx, p, backward ? 'G' : 'g', p->nhwc ? CLNORM_WALK_ROWS : CLNORM_WALK_COLS, p->nper,
+                p->nstat);
     if (p->nhwc && t->cpu_style && p->N * p->Sp <= UINT_MAX && p->C <= UINT_MAX / 4) {
         /* CPUs: batch norm's column streams, a sample at a time: a work-item
          * walks whole rows of C in memory order, in chunks enough to fill

@@ -19,12 +19,22 @@ static unsigned lg2(size_t v)
     return l;
 }
 
-/* Shape class: direction, walk kind, and the binary magnitudes of the
- * per-channel slice (in pairs of octaves) and of the channel count. */
-unsigned clnorm_shape_key(char dir, int rows, size_t slice, size_t channels)
+/* Shape class: direction, walk kind (CLNORM_WALK_*), and the binary
+ * magnitudes of the per-channel slice (in pairs of octaves) and of the
+ * channel count. Channels-last columns and columns over an inner extent
+ * (NCHW with small H*W) are different walks with different best choices: a
+ * (32,2048,7,7) tensor and its NHWC form have the same slice and channel
+ * count, and the fused kernel that wins for the first is 25 times slower
+ * for the second on an H100. */
+unsigned clnorm_shape_key(char dir, int walk, size_t slice, size_t channels)
 {
-    return ((unsigned)(unsigned char)dir << 16) | ((unsigned)(rows != 0) << 15) |
-           ((lg2(slice) / 2) << 8) | lg2(channels);
+    return ((unsigned)(unsigned char)dir << 16) | ((unsigned)(walk == CLNORM_WALK_ROWS) << 15) |
+           ((unsigned)(walk == CLNORM_WALK_INNER_COLS) << 14) | ((lg2(slice) / 2) << 8) | lg2(channels);
+}
+
+int clnorm_bn_walk(const clnorm_context *ctx, size_t I)
+{
+    return I >= ctx->tune.rows_min_inner ? CLNORM_WALK_ROWS : I > 1 ? CLNORM_WALK_INNER_COLS : CLNORM_WALK_COLS;
 }
 
 clnorm_choice clnorm_lookup_choice(const clnorm_context *ctx, unsigned key)
@@ -47,6 +57,7 @@ static int tuning_path(const clnorm_context *ctx, char *dir, size_t dn, char *pa
     clnorm_hash_str(&h, ctx->info.platform_version);
     clnorm_hash_str(&h, clnorm_version_string());
     clnorm_hash_str(&h, ctx->tune.cpu_style ? "cpu" : "gpu");
+    clnorm_hash_str(&h, "keys-2"); /* the class key layout; files of an older one are not read */
     int w = snprintf(path, pn, "%s/tune-%016llx.txt", dir, (unsigned long long)h.a);
     return w > 0 && (size_t)w < pn;
 }
@@ -255,7 +266,7 @@ static clnorm_status tune_shape(clnorm_context *ctx, clnorm_layout layout, clnor
         O = n / C;
         I = 1;
     }
-    unsigned key = clnorm_shape_key(dir, I >= ctx->tune.rows_min_inner, O * I, C);
+    unsigned key = clnorm_shape_key(dir, clnorm_bn_walk(ctx, I), O * I, C);
     if (tuned_or_full(ctx, key))
         return CLNORM_SUCCESS;
 
@@ -324,7 +335,7 @@ static clnorm_status tune_norm_shape(clnorm_context *ctx, const size_t *dims, si
         np    = dims[1];
         ns    = dims[0];
         slice = dims[1];
-        key   = clnorm_shape_key(dir, 0, slice, ns);
+        key   = clnorm_shape_key(dir, CLNORM_WALK_COLS, slice, ns);
         snprintf(what, sizeof what, "layernorm %s (%zu,%zu)", bwd ? "bwd" : "fwd", dims[0], dims[1]);
     } else {
         size_t d[4] = {dims[0], dims[1], dims[2], dims[3]}; /* NCHW */
@@ -338,7 +349,7 @@ static clnorm_status tune_norm_shape(clnorm_context *ctx, const size_t *dims, si
         np    = dims[1];
         ns    = dims[0] * G;
         slice = n / ns;
-        key   = clnorm_shape_key(dir, nhwc, slice, ns);
+        key   = clnorm_shape_key(dir, nhwc ? CLNORM_WALK_ROWS : CLNORM_WALK_COLS, slice, ns);
         snprintf(what, sizeof what, "groupnorm %s %s (%zu,%zu,%zu,%zu) G=%zu", bwd ? "bwd" : "fwd",
                  nhwc ? "NHWC" : "NCHW", d[0], d[1], d[2], d[3], G);
     }

@@ -413,10 +413,18 @@ Test(bn, single_value_unbiased_rejected, .init = harness_init, .fini = harness_f
 #include "internal.h"
 #include <stdlib.h>
 
+/* counts the report's lines, and those of the NHWC form of (N,2048,7,7),
+ * whose slice and channel count equal the NCHW form's but whose walk does
+ * not: it must be a class of its own */
+typedef struct tune_seen {
+    int lines, nhwc_7x7;
+} tune_seen;
+
 static void tune_line(void *user, const char *line)
 {
-    (void)line;
-    ++*(int *)user;
+    tune_seen *s = user;
+    ++s->lines;
+    s->nhwc_7x7 += strstr(line, "NHWC cols  (4,7,7,2048)") != NULL;
 }
 
 Test(bn, tuner_round_trip, .timeout = 900)
@@ -425,10 +433,11 @@ Test(bn, tuner_round_trip, .timeout = 900)
     cr_assert_not_null(mkdtemp(dir));
     setenv("CLNORM_CACHE_DIR", dir, 1);
     harness_init();
-    int lines = 0;
-    clnorm_status st = clnorm_tune(H.ctx, 1, tune_line, &lines);
+    tune_seen     seen = {0, 0};
+    clnorm_status st   = clnorm_tune(H.ctx, 1, tune_line, &seen);
     cr_assert_eq(st, CLNORM_SUCCESS, "tune: %s", clnorm_last_error(H.ctx));
-    cr_expect_gt(lines, 10, "report lines: %d", lines);
+    cr_expect_gt(seen.lines, 10, "report lines: %d", seen.lines);
+    cr_expect_eq(seen.nhwc_7x7, 3, "NHWC (4,7,7,2048) measured in %d of 3 directions", seen.nhwc_7x7);
     size_t measured = H.ctx->ntuned;
     /* layer norm and group norm classes too, both directions */
     int fam = 0;
