@@ -3,12 +3,10 @@
  * Stages: per-chunk partials (rows or cols walk) -> per-channel combine ->
  * elementwise apply. Every reduction has a fixed order: no atomics. */
 
-#ifndef LX
-#define LX 1 /* lanes that share one (channel, chunk) in the rows walks */
-#endif
 #ifndef APPLY_ROWS
 #define APPLY_ROWS 8 /* rows per work-item in the column-layout apply */
 #endif
+#define ELEM_ID1 ELEM_GID(1)
 
 /* Per-channel coefficients live as four arrays of C values (structure of
  * arrays), so 8 neighbouring channels load as vectors. */
@@ -264,7 +262,7 @@ __kernel void bn_apply_rows(__global const store_t *x, ulong xoff, __global stor
 {
     coef += cofs;
     uint  i = get_global_id(0) * 8;
-    ulong r = get_global_id(1);
+    ulong r = ELEM_ID1;
     if (r >= rows || i >= I)
         return;
     real4 k = COEF_LOAD(coef, C, r % C);
@@ -283,7 +281,7 @@ __kernel void bn_apply_cols(__global const store_t *x, ulong xoff, __global stor
                             uint C, uint O, __global const real *coef, ulong cofs)
 {
     coef += cofs;
-    uint c = get_global_id(0), o = get_global_id(1) * APPLY_ROWS;
+    uint c = get_global_id(0), o = (uint)ELEM_ID1 * APPLY_ROWS;
     if (c >= C || o >= O)
         return;
     real4 k = COEF_LOAD(coef, C, c);
@@ -407,7 +405,7 @@ __kernel void bn_dx_rows(__global const store_t *x, ulong xoff, __global const s
 {
     coef += cofs;
     uint  i = get_global_id(0) * 8;
-    ulong r = get_global_id(1);
+    ulong r = ELEM_ID1;
     if (r >= rows || i >= I)
         return;
     real4 k = COEF_LOAD(coef, C, r % C);
@@ -430,7 +428,7 @@ __kernel void bn_dx_cols(__global const store_t *x, ulong xoff, __global const s
                          int use_x, __global const real *coef, ulong cofs)
 {
     coef += cofs;
-    uint c = get_global_id(0), o = get_global_id(1) * APPLY_ROWS;
+    uint c = get_global_id(0), o = (uint)ELEM_ID1 * APPLY_ROWS;
     if (c >= C || o >= O)
         return;
     real4 k = COEF_LOAD(coef, C, c);

@@ -1,6 +1,24 @@
 /* common.cl: storage types and the (count, mean, M2) statistics algebra
  * shared by every clnorm kernel family. Prepended to each family's source. */
 
+#ifndef LX
+#define LX 1 /* lanes that share one row or (channel, chunk): 1 on CPUs */
+#endif
+
+/* The elementwise passes after a reduction walk the tensor from its end on
+ * GPUs: the reduction read it from the start, so what it read last may
+ * still be in the GPU's L2 (tens of MB) when the pass begins; GPUs start
+ * work-groups roughly in the order of their ids. ELEM_GID(d) is the
+ * work-item's index along d in the pass's order. A/B: -DELEM_REVERSE=0. */
+#ifndef ELEM_REVERSE
+#define ELEM_REVERSE (LX > 1)
+#endif
+#if ELEM_REVERSE
+#define ELEM_GID(d) (get_global_size(d) - 1 - get_global_id(d))
+#else
+#define ELEM_GID(d) get_global_id(d)
+#endif
+
 /* Storage type: chosen with -DCLNORM_DTYPE_*. real is the compute and
  * accumulation type (fp32, or fp64 for fp64 storage). */
 #if defined(CLNORM_DTYPE_F64)

@@ -5,9 +5,6 @@
  * one fused kernel when a work-item or work-group owns whole rows. Every
  * reduction has a fixed order: no atomics, bitwise-reproducible results. */
 
-#ifndef LX
-#define LX 1 /* lanes of a work-group (a power of two) */
-#endif
 #ifndef COLV
 /* vectors of 8 columns one work-item sums in rn_col_part: many on CPUs
  * (LX == 1: coarse work-items walking contiguous rows), one on GPUs
@@ -403,6 +400,11 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
     }
 }
 
+/* Component f of 8 consecutive real4 coefficients, as a vector. */
+#define COEF8(kc, f)                                                                   \
+    ((real8)((kc)[0].f, (kc)[1].f, (kc)[2].f, (kc)[3].f, (kc)[4].f, (kc)[5].f, (kc)[6].f, \
+             (kc)[7].f))
+
 /* Elementwise y = ((x - c.x) - c.y)*(c.z*g) + (c.w + b) over rows of L, 8
  * elements per work-item in flat order. c = coef[(r / rdiv)*rstride + j] when
  * percol (group norm, channels last) else coef[(r / rdiv)*rstride]; g and b
@@ -412,18 +414,25 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
                        __global const real *gamma, ulong goff, __global const real *beta, ulong boff,
                        __global const real4 *coef, ulong cofs)
 {
-    ulong e = (ulong)get_global_id(0) * 8;
+    ulong e = (ulong)ELEM_GID(0) * 8;
     if (e >= total)
         return;
     ulong r = e / L, j = e - r * L;
     x += xoff;
     y += yoff;
     coef += cofs;
-    if (!percol && j + 8 <= L) {
+    if (j + 8 <= L) {
+        real8 v = LOAD8(x, e);
+        if (percol) {
+            /* 8 channels' coefficients (gamma and beta folded in) */
+            __global const real4 *kc = coef + (r / rdiv) * rstride + j;
+            STORE8(((v - COEF8(kc, x)) - COEF8(kc, y)) * COEF8(kc, z) + COEF8(kc, w), y, e);
+            return;
+        }
         real4 k = coef[(r / rdiv) * rstride];
         real8 g = gamma ? GLD(real, 8, gamma + goff + j) : (real8)1;
         real8 b = beta ? GLD(real, 8, beta + boff + j) : (real8)0;
-        STORE8(((LOAD8(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
+        STORE8(((v - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
         return;
     }
     ulong e1 = min(total, e + 8);
@@ -1037,7 +1046,7 @@ __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_
                     ulong rstride, int percol, __global const real *gamma, ulong goff,
                     __global const real4 *coef, ulong cofs)
 {
-    ulong e = (ulong)get_global_id(0) * 8;
+    ulong e = (ulong)ELEM_GID(0) * 8;
     if (e >= total)
         return;
     ulong r = e / L, j = e - r * L;
@@ -1045,10 +1054,16 @@ __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_
     dy += dyoff;
     dx += dxoff;
     coef += cofs;
-    if (!percol && j + 8 <= L) {
+    if (j + 8 <= L) {
+        real8 d = LOAD8(dy, e), v = LOAD8(x, e);
+        if (percol) {
+            __global const real4 *kc = coef + (r / rdiv) * rstride + j;
+            STORE8(COEF8(kc, z) * d - COEF8(kc, w) - (v - COEF8(kc, x)) * COEF8(kc, y), dx, e);
+            return;
+        }
         real4 k = coef[(r / rdiv) * rstride];
         real8 g = gamma ? GLD(real, 8, gamma + goff + j) : (real8)1;
-        STORE8((k.z * g) * LOAD8(dy, e) - k.w - (LOAD8(x, e) - k.x) * k.y, dx, e);
+        STORE8((k.z * g) * d - k.w - (v - k.x) * k.y, dx, e);
         return;
     }
     ulong e1 = min(total, e + 8);
