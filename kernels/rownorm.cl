@@ -133,21 +133,26 @@ inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
     return acc;
 }
 
-/* Fixed-tree merge of the lanes' partials; every lane gets the result. */
-inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums)
+/* Fixed-tree merge of the partials of each run of lpr lanes (a power of
+ * two dividing LX; lanes that share a row); every lane gets its run's
+ * result. Every lane of the work-group must call it. */
+inline real4 lanes_merge_sub(__local real4 *sh, real4 acc, int sums, uint lpr)
 {
-    uint lane = get_local_id(0);
+    uint lane = get_local_id(0), i = lane & (lpr - 1);
     sh[lane]  = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint h = LX / 2; h > 0; h >>= 1) {
-        if (lane < h)
+    for (uint h = lpr / 2; h > 0; h >>= 1) {
+        if (i < h)
             sh[lane] = sums ? sum_merge(sh[lane], sh[lane + h]) : stat_merge(sh[lane], sh[lane + h]);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    acc = sh[0];
+    acc = sh[lane - i];
     barrier(CLK_LOCAL_MEM_FENCE); /* sh is reused by the next task */
     return acc;
 }
+
+/* The same over the whole work-group. */
+inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums) { return lanes_merge_sub(sh, acc, sums, LX); }
 
 /* (mean_hi, mean_lo, invstd, 0) from a row's merged statistics over n values;
  * RMS norm: (0, 0, 1/sqrt(mean(x^2) + eps), 0). */
@@ -232,7 +237,7 @@ inline void fwd_apply(__global const store_t *xr, __global store_t *yr, __global
     __global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,                    \
         __global const real *gamma, ulong goff, __global const real *beta, ulong boff,         \
         __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong L,     \
-        uint tpi, int rms, real eps, int stream
+        uint tpi, int rms, real eps, int stream, uint lpr
 
 /* Whole rows: statistics, then y while the row is cache-hot. Writes mean
  * (not for RMS) and invstd per row when present. */
@@ -252,17 +257,27 @@ __kernel void rn_fwd_items(FWD_ARGS)
     NT_FENCE(stream);
 }
 
+/* Lanes sharing rows: lpr lanes per row (LX, or fewer for short rows),
+ * LX/lpr rows at once per task. A lane past the last row still takes part
+ * in the merges. */
+#define SUB_ROWS                                                          \
+    uint  lane = get_local_id(0), first = (lane & (lpr - 1)) * 8, rpt = LX / lpr; \
+    GROUP_TASKS((R + rpt - 1) / rpt);
+#define SUB_ROW(t) ((t0 + (t)) * rpt + lane / lpr)
+
 __kernel void rn_fwd_groups(FWD_ARGS)
 {
     __local real4 sh[LX];
-    uint first = get_local_id(0) * 8;
-    GROUP_TASKS(R);
+    SUB_ROWS
     for (ulong t = 0; t < nt; ++t) {
-        ulong r = t0 + t;
-        __global const store_t *xr  = x + xoff + r * L;
-        real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, rms), rms);
+        ulong r = SUB_ROW(t);
+        int   ok = r < R;
+        __global const store_t *xr  = x + xoff + (ok ? r : 0) * L;
+        real4 acc = lanes_merge_sub(sh, ok ? range_stats(xr, 0, L, first, 8 * lpr, rms) : (real4)0, rms, lpr);
+        if (!ok)
+            continue;
         real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);
-        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * LX, k, 0, NOPF);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * lpr, k, 0, NOPF);
     }
 }
 
@@ -721,7 +736,7 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
     __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
         __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
         __global const real *mean, ulong moff, __global const real *inv, ulong ioff, ulong R,  \
-        ulong L, uint tpi, int rms, __global real *cacc, ulong caoff, int stream
+        ulong L, uint tpi, int rms, __global real *cacc, ulong caoff, int stream, uint lpr
 
 /* Whole rows: the sums of g*dy and g*dy*(x - mean), then dx, cache-hot; with
  * cacc, the owner's column sums for dgamma/dbeta at cacc[caoff + owner*4L]. */
@@ -773,21 +788,25 @@ __kernel void rn_bwd_items(BWD_ARGS)
     NT_FENCE(stream);
 }
 
+/* With cacc (the fused column sums, owned per work-group), lpr == LX. */
 __kernel void rn_bwd_groups(BWD_ARGS)
 {
     __local real4 sh[LX];
-    uint first = get_local_id(0) * 8;
     __global real *ca = cacc ? cacc + caoff + (ulong)get_group_id(0) * COL_PLANES * L : 0;
-    GROUP_TASKS(R);
+    SUB_ROWS
     if (ca && nt == 0)
         col_zero(ca, L, first, 8 * LX);
     for (ulong t = 0; t < nt; ++t) {
-        ulong r = t0 + t;
-        __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
-        real  m   = rms ? (real)0 : mean[moff + r];
-        real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
+        ulong r  = SUB_ROW(t);
+        int   ok = r < R;
+        __global const store_t *xr = x + xoff + (ok ? r : 0) * L, *dyr = dy + dyoff + (ok ? r : 0) * L;
+        real  m   = rms || !ok ? (real)0 : mean[moff + r];
+        real4 acc = lanes_merge_sub(sh, ok ? bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * lpr, m) : (real4)0,
+                                    1, lpr);
+        if (!ok)
+            continue;
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k, ca, t % COL_BLOCK == 0,
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * lpr, k, ca, t % COL_BLOCK == 0,
                    rms, 0, NOPF, NOPF);
         if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))
             col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);

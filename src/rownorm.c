@@ -45,6 +45,7 @@ typedef struct rn_plan {
     /* row walk: S segments of Lseg per row (S == 1: fused), lanes per task
      * (1, or LX sharing it), tasks per lane or work-group, work-groups */
     size_t S, Lseg, lpr, tpi, groups;
+    int    sub_ok; /* set before plan_rows: lpr may lie between 1 and LX */
     size_t Rc, Kc;            /* group norm NHWC column walk: Kc chunks of Rc rows per sample */
     int    cs;                /* ... through batch norm's column streams (CPUs) */
     size_t state_off, mtab_off; /* their state and (backward) per-(n, c) means, bytes into scratch */
@@ -84,6 +85,16 @@ static void plan_rows(const clnorm_context *ctx, size_t R, size_t L, rn_plan *p)
     const clnorm_tuning *t  = &ctx->tune;
     size_t               lx = t->lx, minp = p->par;
     p->lpr                  = lx > 1 && L >= 8 * lx ? lx : 1;
+    if (lx > 1 && p->lpr == 1 && p->sub_ok) {
+        /* GPUs, short rows: a run of lanes per row, two blocks of 8 each,
+         * rather than a lone lane walking a row (strided lanes, and a
+         * quarter of the work-items: 32768 rows of 128 left an H100 at half
+         * its copy speed) */
+        size_t want = clnorm_div_up(L, 16), lpr = 1;
+        while (lpr < want)
+            lpr *= 2;
+        p->lpr = lpr;
+    }
     p->S                    = 1;
     if (R * p->lpr < minp) {
         size_t want    = clnorm_div_up(minp, R * p->lpr);
@@ -108,7 +119,7 @@ static void plan_rows(const clnorm_context *ctx, size_t R, size_t L, rn_plan *p)
     if (tpi > cap)
         tpi = cap;
     p->tpi    = tpi < 1 ? 1 : tpi;
-    p->groups = clnorm_div_up(tasks, p->lpr == 1 ? p->tpi * lx : p->tpi);
+    p->groups = clnorm_div_up(tasks, p->tpi * (lx / p->lpr)); /* lx/lpr tasks at once */
 }
 
 /* Scratch: apply/dx coefficients, partials, then column partials (layer/RMS
@@ -129,6 +140,7 @@ static size_t col_width(const clnorm_context *ctx) { return ctx->tune.lx == 1 ? 
 static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
 {
     plan_choice(ctx, p, backward ? 'L' : 'l', CLNORM_WALK_COLS, p->L, p->R);
+    p->sub_ok = 1; /* rn_fwd_groups and rn_bwd_groups take lpr */
     plan_rows(ctx, p->R, p->L, p);
     p->nstat = p->R;
     p->nper  = p->L;
@@ -147,7 +159,7 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
      * strided read-modify-write of L values per row, in memory rather than
      * cache, and lane owners capped at R/16 leave a large GPU mostly idle
      * (32768 rows of 128: 9 work-groups on 132 compute units). */
-    if (p->S == 1 && p->fused != 0 && (t->cpu_style || p->lpr > 1)) {
+    if (p->S == 1 && p->fused != 0 && (t->cpu_style || p->lpr == t->lx)) {
         size_t want = t->cpu_style ? 2 * p->par : p->par / (8 * t->lx);
         size_t need = t->cpu_style ? p->par : want / 2;
         size_t cap  = p->R / 16;
@@ -557,7 +569,7 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_ulong      moff = a->mean.offset, ioff = a->invstd.offset;
     cl_ulong      cofs = wsoff / r4, poff = (wsoff + p->part_off) / r4;
     cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
-    cl_uint       tpi    = (cl_uint)p->tpi;
+    cl_uint       tpi    = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
     unsigned      shared = p->lpr > 1; /* the *_groups variant */
     cl_int        rms   = p->op == OP_RMS;
     real_arg      reps  = mk_real(p, eps);
@@ -582,8 +594,9 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                               KARG(a->gamma.mem), KARG(goff), KARG(beta), KARG(boff),
                               KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                              KARG(R), KARG(L), KARG(tpi), KARG(rms), KREAL(p, reps), KARG(stream)};
-        CHECK(clnorm_set_args(ctx, k, args, 18));
+                              KARG(R), KARG(L), KARG(tpi), KARG(rms), KREAL(p, reps), KARG(stream),
+                              KARG(lpr)};
+        CHECK(clnorm_set_args(ctx, k, args, 19));
         return run_rows(ctx, seq, k, p);
     }
     if (p->cs) {
@@ -655,7 +668,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     cl_ulong      dgoff = a->dgamma.offset, dboff = a->dbeta.offset;
     cl_ulong      cofs = wsoff / r4, poff = (wsoff + p->part_off) / r4, tofs = (wsoff + p->col_off) / r4;
     cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
-    cl_uint       tpi    = (cl_uint)p->tpi;
+    cl_uint       tpi    = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
     unsigned      shared = p->lpr > 1; /* the *_groups variant */
     cl_int        rms   = p->op == OP_RMS;
     cl_mem        nomem = NULL;
@@ -696,8 +709,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
                                   KARG(R),        KARG(L),    KARG(btpi),          KARG(rms),
-                                  KARG(cacc),     KARG(caoff), KARG(stream)};
-            CHECK(clnorm_set_args(ctx, k, args, 19));
+                                  KARG(cacc),     KARG(caoff), KARG(stream),       KARG(lpr)};
+            CHECK(clnorm_set_args(ctx, k, args, 20));
             CHECK(run_groups(ctx, seq, k, fused ? p->bgroups : p->groups));
             if (!fused)
                 return CLNORM_SUCCESS;
