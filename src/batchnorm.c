@@ -543,6 +543,25 @@ static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, c
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
+/* Launch of bn_apply_rows / bn_dx_rows over rows of I values, 8 per
+ * work-item: the row's work-items split evenly into at most 64 lanes, and
+ * on GPUs short rows several to a work-group (a row of 7x7 alone made
+ * work-groups of 7 work-items); the kernels skip the rows past the end. */
+static void rows_launch(const clnorm_context *ctx, size_t I, size_t rows, size_t *g, size_t *l)
+{
+    size_t t = clnorm_div_up(I, 8), nb = clnorm_div_up(t, 64), lt = clnorm_div_up(t, nb), lr = 1;
+    if (ctx->tune.cpu_style)
+        lt = t < 64 ? t : 64; /* PoCL: as measured before; 64 vectorizes across work-items */
+    else {
+        size_t most = ctx->info.max_work_group_size < 128 ? ctx->info.max_work_group_size : 128;
+        lr          = lt < most ? most / lt : 1;
+    }
+    g[0] = clnorm_round_up(t, lt);
+    g[1] = clnorm_round_up(rows, lr);
+    l[0] = lt;
+    l[1] = lr;
+}
+
 /* Enqueues y = ((x - hi) - lo) * scale + shift with coefficients in ws. */
 static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
                                    const bn_plan *p, const clnorm_bn_args *a, cl_mem ws, size_t wsoff)
@@ -557,8 +576,8 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff), KARG(C),
                               KARG(I),        KARG(rows), KARG(ws),       KARG(cofs)};
         CHECK(clnorm_set_args(ctx, k, args, 9));
-        size_t t = clnorm_div_up(p->I, 8), lt = t < 64 ? t : 64;
-        size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
+        size_t g[2], l[2];
+        rows_launch(ctx, p->I, rows, g, l);
         return clnorm_seq_run(ctx, seq, k, 2, g, l);
     }
     if (ctx->tune.cpu_style) {
@@ -805,8 +824,8 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
                                KARG(args->dx.mem), KARG(dxoff), KARG(C), KARG(I), KARG(rows),
                                KARG(use_x), KARG(ws), KARG(cofs)};
             CHECK_SEQ(clnorm_set_args(ctx, k, a, 12));
-            size_t t = clnorm_div_up(p.I, 8), lt = t < 64 ? t : 64;
-            size_t g[2] = {clnorm_round_up(t, lt), rows}, l[2] = {lt, 1};
+            size_t g[2], l[2];
+            rows_launch(ctx, p.I, rows, g, l);
             CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 2, g, l));
         } else if (ctx->tune.cpu_style) {
             clnorm_cstream c = {.dtype = desc->dtype, .O = O, .W = C, .Sp = O, .rpw = stream_rows(ctx, &p),
