@@ -179,6 +179,9 @@ inline real4 part_merge(real4 acc, real4 p, int sums)
     acc.zw += p.zw;
     return acc;
 }
+#define COMBINE_TERM(t) part[((t) / Ip * C + c) * Ip + (t) % Ip]
+inline real4 PART_MERGE_0(real4 acc, real4 p) { return part_merge(acc, p, 0); }
+inline real4 PART_MERGE_1(real4 acc, real4 p) { return part_merge(acc, p, 1); }
 #if LX > 1
 #define COMBINE_CHANNEL(SUMS)                                                       \
     __local real4 sh[LX];                                                           \
@@ -186,8 +189,7 @@ inline real4 part_merge(real4 acc, real4 p, int sums)
     real4 acc  = (real4)0;                                                          \
     part += poff;                                                                   \
     if (c < C)                                                                      \
-        for (uint t = lane; t < K * Ip; t += LX)                                    \
-            acc = part_merge(acc, part[((ulong)(t / Ip) * C + c) * Ip + t % Ip], SUMS); \
+        MERGE_STRIDED(acc, lane, (ulong)K * Ip, LX, COMBINE_TERM, PART_MERGE_##SUMS); \
     acc = (SUMS) ? lanes_sums(acc, lane, sh) : lanes_stats(acc, lane, sh);          \
     if (lane != 0 || c >= C)                                                        \
         return;

@@ -391,3 +391,22 @@ inline real4 sum2_add(real4 acc, real2 v)
     acc.xy = t;
     return acc;
 }
+
+/* acc = MERGE(acc, term(T)) for T = t0, t0 + step, ... below n, in that
+ * order, where term(T) is LOADT(T) (a real4). The loads go 8 at a time: a
+ * GPU lane merging thousands of partials otherwise waits out a memory
+ * latency per term (the combines of channels-last tensors on an H100).
+ * Same merges in the same order as the plain loop, so the same bits. */
+#define MERGE_STRIDED(acc, t0, n, step, LOADT, MERGE)                         \
+    do {                                                                      \
+        ulong t_ = (t0), n_ = (n), s_ = (step);                               \
+        for (; t_ < n_ && n_ - t_ > 7 * s_; t_ += 8 * s_) {                   \
+            real4 v_[8];                                                      \
+            for (int u_ = 0; u_ < 8; ++u_)                                    \
+                v_[u_] = LOADT(t_ + u_ * s_);                                 \
+            for (int u_ = 0; u_ < 8; ++u_)                                    \
+                acc = MERGE(acc, v_[u_]);                                     \
+        }                                                                     \
+        for (; t_ < n_; t_ += s_)                                             \
+            acc = MERGE(acc, LOADT(t_));                                      \
+    } while (0)

@@ -257,28 +257,39 @@ __kernel void rn_fwd_items(FWD_ARGS)
     NT_FENCE(stream);
 }
 
-/* Lanes sharing rows: lpr lanes per row (LX, or fewer for short rows),
- * LX/lpr rows at once per task. A lane past the last row still takes part
- * in the merges. */
-#define SUB_ROWS                                                          \
-    uint  lane = get_local_id(0), first = (lane & (lpr - 1)) * 8, rpt = LX / lpr; \
+/* Lanes sharing rows: P lanes per row (LX, or fewer for short rows), LX/P
+ * rows at once per task. A lane past the last row still takes part in the
+ * merges. The kernels expand their walk twice, with P the constant LX (the
+ * common case, compiled as a whole-group walk: a run-time P there cost an
+ * H100 a quarter of its speed) and with P = lpr. */
+#define SUB_ROWS(P)                                                              \
+    uint lane = get_local_id(0), first = (lane & ((P) - 1)) * 8, rpt = LX / (P); \
     GROUP_TASKS((R + rpt - 1) / rpt);
-#define SUB_ROW(t) ((t0 + (t)) * rpt + lane / lpr)
+#define SUB_ROW(t, P) ((t0 + (t)) * rpt + lane / (P))
+
+#define FWD_GROUPS_WALK(P)                                                                      \
+    {                                                                                           \
+        SUB_ROWS(P)                                                                             \
+        for (ulong t = 0; t < nt; ++t) {                                                        \
+            ulong r  = SUB_ROW(t, P);                                                           \
+            int   ok = r < R;                                                                   \
+            __global const store_t *xr = x + xoff + (ok ? r : 0) * L;                           \
+            real4 acc = lanes_merge_sub(sh, ok ? range_stats(xr, 0, L, first, 8 * (P), rms) : (real4)0, \
+                                        rms, (P));                                              \
+            if (!ok)                                                                            \
+                continue;                                                                       \
+            real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);              \
+            fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * (P), k, 0, NOPF); \
+        }                                                                                       \
+    }
 
 __kernel void rn_fwd_groups(FWD_ARGS)
 {
     __local real4 sh[LX];
-    SUB_ROWS
-    for (ulong t = 0; t < nt; ++t) {
-        ulong r = SUB_ROW(t);
-        int   ok = r < R;
-        __global const store_t *xr  = x + xoff + (ok ? r : 0) * L;
-        real4 acc = lanes_merge_sub(sh, ok ? range_stats(xr, 0, L, first, 8 * lpr, rms) : (real4)0, rms, lpr);
-        if (!ok)
-            continue;
-        real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);
-        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * lpr, k, 0, NOPF);
-    }
+    if (lpr == LX)
+        FWD_GROUPS_WALK(LX)
+    else
+        FWD_GROUPS_WALK(lpr)
 }
 
 /* Partials of row segments: task T = r*S + s covers [s*Lseg, s*Lseg + Lseg)
@@ -385,10 +396,11 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
     uint  lane = get_local_id(0);
     ulong r    = get_group_id(0);
     __global const real4 *p = part + poff;
-    for (ulong q = lane; q < Q; q += LX) {
-        real4 v = p[part_at(r, q, Q, cpg, G, Kcs)];
-        acc     = rms ? sum_merge(acc, v) : stat_merge(acc, v);
-    }
+#define STATS_TERM(q) p[part_at(r, (q), Q, cpg, G, Kcs)]
+    if (rms)
+        MERGE_STRIDED(acc, lane, Q, LX, STATS_TERM, sum_merge);
+    else
+        MERGE_STRIDED(acc, lane, Q, LX, STATS_TERM, stat_merge);
     acc = lanes_merge(sh, acc, rms);
     if (lane != 0)
         return;
@@ -788,29 +800,37 @@ __kernel void rn_bwd_items(BWD_ARGS)
     NT_FENCE(stream);
 }
 
+#define BWD_GROUPS_WALK(P)                                                                      \
+    {                                                                                           \
+        SUB_ROWS(P)                                                                             \
+        if (ca && nt == 0)                                                                      \
+            col_zero(ca, L, first, 8 * LX);                                                     \
+        for (ulong t = 0; t < nt; ++t) {                                                        \
+            ulong r  = SUB_ROW(t, P);                                                           \
+            int   ok = r < R;                                                                   \
+            __global const store_t *xr = x + xoff + (ok ? r : 0) * L, *dyr = dy + dyoff + (ok ? r : 0) * L; \
+            real  m   = rms || !ok ? (real)0 : mean[moff + r];                                  \
+            real4 acc = lanes_merge_sub(                                                        \
+                sh, ok ? bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * (P), m) : (real4)0, 1, (P)); \
+            if (!ok)                                                                            \
+                continue;                                                                       \
+            real4 k = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);   \
+            bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * (P), k, ca,      \
+                       t % COL_BLOCK == 0, rms, 0, NOPF, NOPF);                                 \
+            if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))                          \
+                col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);                             \
+        }                                                                                       \
+    }
+
 /* With cacc (the fused column sums, owned per work-group), lpr == LX. */
 __kernel void rn_bwd_groups(BWD_ARGS)
 {
     __local real4 sh[LX];
     __global real *ca = cacc ? cacc + caoff + (ulong)get_group_id(0) * COL_PLANES * L : 0;
-    SUB_ROWS
-    if (ca && nt == 0)
-        col_zero(ca, L, first, 8 * LX);
-    for (ulong t = 0; t < nt; ++t) {
-        ulong r  = SUB_ROW(t);
-        int   ok = r < R;
-        __global const store_t *xr = x + xoff + (ok ? r : 0) * L, *dyr = dy + dyoff + (ok ? r : 0) * L;
-        real  m   = rms || !ok ? (real)0 : mean[moff + r];
-        real4 acc = lanes_merge_sub(sh, ok ? bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * lpr, m) : (real4)0,
-                                    1, lpr);
-        if (!ok)
-            continue;
-        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * lpr, k, ca, t % COL_BLOCK == 0,
-                   rms, 0, NOPF, NOPF);
-        if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))
-            col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);
-    }
+    if (lpr == LX)
+        BWD_GROUPS_WALK(LX)
+    else
+        BWD_GROUPS_WALK(lpr)
 }
 
 /* Column merges (rn_col_planes, rn_col_combine): column j sums K terms in
@@ -855,9 +875,11 @@ __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulo
                             __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
 {
     COLS_SLICED_BEGIN(L)
-    __global const real *p = cacc + caoff + j + k * COL_PLANES * L;
-    for (; k < K; k += NSLICE, p += NSLICE * COL_PLANES * L)
-        acc = sum_merge(acc, (real4)(p[2 * L], p[4 * L], p[3 * L], p[5 * L]));
+    __global const real *p = cacc + caoff + j;
+#define PLANES_TERM(k) \
+    ((real4)(p[((k) * COL_PLANES + 2) * L], p[((k) * COL_PLANES + 4) * L], p[((k) * COL_PLANES + 3) * L], \
+             p[((k) * COL_PLANES + 5) * L]))
+    MERGE_STRIDED(acc, k, K, NSLICE, PLANES_TERM, sum_merge);
     COLS_SLICED_END(L)
     if (dgamma)
         dgamma[dgoff + j] = acc.x + acc.z;
@@ -1028,8 +1050,8 @@ __kernel void rn_bwd_combine(__global const real4 *part, ulong poff, ulong rows,
     real4 tot = (real4)0;
     for (ulong i = 0; i < cpg; ++i) {
         real4 blk = (real4)0;
-        for (ulong q = first; q < Kx; q += step)
-            blk = sum_merge(blk, p[Kcs ? part_at(r, q * cpg + i, Q, cpg, G, Kcs) : r * Q + i * Kx + q]);
+#define BWD_TERM(q) p[Kcs ? part_at(r, (q) * cpg + i, Q, cpg, G, Kcs) : r * Q + i * Kx + (q)]
+        MERGE_STRIDED(blk, first, Kx, step, BWD_TERM, sum_merge);
 #if LX > 1
         blk = lanes_merge(sh, blk, 1);
 #endif
@@ -1194,8 +1216,8 @@ __kernel void rn_col_combine(__global const real4 *part, ulong poff, ulong K, ul
                              __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
 {
     COLS_SLICED_BEGIN(W)
-    for (; k < K; k += NSLICE)
-        acc = sum_merge(acc, part[poff + k * W + j]);
+#define COLS_TERM(k) part[poff + (k) * W + j]
+    MERGE_STRIDED(acc, k, K, NSLICE, COLS_TERM, sum_merge);
     COLS_SLICED_END(W)
     if (dgamma)
         dgamma[dgoff + j] = acc.x + acc.z;
