@@ -152,7 +152,20 @@ inline real4 lanes_merge_sub(__local real4 *sh, real4 acc, int sums, uint lpr)
 }
 
 /* The same over the whole work-group. */
-inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums) { return lanes_merge_sub(sh, acc, sums, LX); }
+inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums)
+{
+    uint lane = get_local_id(0);
+    sh[lane]  = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = LX / 2; h > 0; h >>= 1) {
+        if (lane < h)
+            sh[lane] = sums ? sum_merge(sh[lane], sh[lane + h]) : stat_merge(sh[lane], sh[lane + h]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    acc = sh[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* sh is reused by the next task */
+    return acc;
+}
 
 /* (mean_hi, mean_lo, invstd, 0) from a row's merged statistics over n values;
  * RMS norm: (0, 0, 1/sqrt(mean(x^2) + eps), 0). */
@@ -257,39 +270,45 @@ __kernel void rn_fwd_items(FWD_ARGS)
     NT_FENCE(stream);
 }
 
-/* Lanes sharing rows: P lanes per row (LX, or fewer for short rows), LX/P
+/* Short rows (rn_fwd_sub, rn_bwd_sub): P lanes per row (1 < P < LX), LX/P
  * rows at once per task. A lane past the last row still takes part in the
- * merges. The kernels expand their walk twice, with P the constant LX (the
- * common case, compiled as a whole-group walk: a run-time P there cost an
- * H100 a quarter of its speed) and with P = lpr. */
-#define SUB_ROWS(P)                                                              \
-    uint lane = get_local_id(0), first = (lane & ((P) - 1)) * 8, rpt = LX / (P); \
+ * merges. Kernels of their own, so that the whole-row walks of *_groups
+ * are compiled as before (one kernel with both walks ran layer norm
+ * forward 8192x768 a quarter slower on an H100). */
+#define SUB_ROWS                                                             \
+    uint lane = get_local_id(0), first = (lane & (lpr - 1)) * 8, rpt = LX / lpr; \
     GROUP_TASKS((R + rpt - 1) / rpt);
-#define SUB_ROW(t, P) ((t0 + (t)) * rpt + lane / (P))
-
-#define FWD_GROUPS_WALK(P)                                                                      \
-    {                                                                                           \
-        SUB_ROWS(P)                                                                             \
-        for (ulong t = 0; t < nt; ++t) {                                                        \
-            ulong r  = SUB_ROW(t, P);                                                           \
-            int   ok = r < R;                                                                   \
-            __global const store_t *xr = x + xoff + (ok ? r : 0) * L;                           \
-            real4 acc = lanes_merge_sub(sh, ok ? range_stats(xr, 0, L, first, 8 * (P), rms) : (real4)0, \
-                                        rms, (P));                                              \
-            if (!ok)                                                                            \
-                continue;                                                                       \
-            real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);              \
-            fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * (P), k, 0, NOPF); \
-        }                                                                                       \
-    }
+#define SUB_ROW(t) ((t0 + (t)) * rpt + lane / lpr)
 
 __kernel void rn_fwd_groups(FWD_ARGS)
 {
     __local real4 sh[LX];
-    if (lpr == LX)
-        FWD_GROUPS_WALK(LX)
-    else
-        FWD_GROUPS_WALK(lpr)
+    uint first = get_local_id(0) * 8;
+    GROUP_TASKS(R);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t;
+        __global const store_t *xr  = x + xoff + r * L;
+        real4                   acc = lanes_merge(sh, range_stats(xr, 0, L, first, 8 * LX, rms), rms);
+        real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * LX, k, 0, NOPF);
+    }
+}
+
+__kernel void rn_fwd_sub(FWD_ARGS)
+{
+    __local real4 sh[LX];
+    SUB_ROWS
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r  = SUB_ROW(t);
+        int   ok = r < R;
+        __global const store_t *xr = x + xoff + (ok ? r : 0) * L;
+        real4 acc = lanes_merge_sub(sh, ok ? range_stats(xr, 0, L, first, 8 * lpr, rms) : (real4)0,
+                                    rms, lpr);
+        if (!ok)
+            continue;
+        real4 k = fwd_coef(mean, moff, inv, ioff, r, L, first, rms, eps, acc);
+        fwd_apply(xr, y + yoff + r * L, gamma, goff, beta, boff, first, L, 8 * lpr, k, 0, NOPF);
+    }
 }
 
 /* Partials of row segments: task T = r*S + s covers [s*Lseg, s*Lseg + Lseg)
@@ -800,37 +819,46 @@ __kernel void rn_bwd_items(BWD_ARGS)
     NT_FENCE(stream);
 }
 
-#define BWD_GROUPS_WALK(P)                                                                      \
-    {                                                                                           \
-        SUB_ROWS(P)                                                                             \
-        if (ca && nt == 0)                                                                      \
-            col_zero(ca, L, first, 8 * LX);                                                     \
-        for (ulong t = 0; t < nt; ++t) {                                                        \
-            ulong r  = SUB_ROW(t, P);                                                           \
-            int   ok = r < R;                                                                   \
-            __global const store_t *xr = x + xoff + (ok ? r : 0) * L, *dyr = dy + dyoff + (ok ? r : 0) * L; \
-            real  m   = rms || !ok ? (real)0 : mean[moff + r];                                  \
-            real4 acc = lanes_merge_sub(                                                        \
-                sh, ok ? bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * (P), m) : (real4)0, 1, (P)); \
-            if (!ok)                                                                            \
-                continue;                                                                       \
-            real4 k = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);   \
-            bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * (P), k, ca,      \
-                       t % COL_BLOCK == 0, rms, 0, NOPF, NOPF);                                 \
-            if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))                          \
-                col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);                             \
-        }                                                                                       \
-    }
-
-/* With cacc (the fused column sums, owned per work-group), lpr == LX. */
+/* With cacc, the fused column sums owned per work-group. */
 __kernel void rn_bwd_groups(BWD_ARGS)
 {
     __local real4 sh[LX];
+    uint first = get_local_id(0) * 8;
     __global real *ca = cacc ? cacc + caoff + (ulong)get_group_id(0) * COL_PLANES * L : 0;
-    if (lpr == LX)
-        BWD_GROUPS_WALK(LX)
-    else
-        BWD_GROUPS_WALK(lpr)
+    GROUP_TASKS(R);
+    if (ca && nt == 0)
+        col_zero(ca, L, first, 8 * LX);
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t;
+        __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
+        real  m   = rms ? (real)0 : mean[moff + r];
+        real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
+        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * LX, k, ca, t % COL_BLOCK == 0,
+                   rms, 0, NOPF, NOPF);
+        if (ca && (t % COL_BLOCK == COL_BLOCK - 1 || t + 1 == nt))
+            col_fold(ca, L, first, 8 * LX, t < COL_BLOCK, rms);
+    }
+}
+
+/* Short rows: no fused column sums (cacc is ignored). */
+__kernel void rn_bwd_sub(BWD_ARGS)
+{
+    __local real4 sh[LX];
+    SUB_ROWS
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r  = SUB_ROW(t);
+        int   ok = r < R;
+        __global const store_t *xr = x + xoff + (ok ? r : 0) * L, *dyr = dy + dyoff + (ok ? r : 0) * L;
+        real  m   = rms || !ok ? (real)0 : mean[moff + r];
+        real4 acc = lanes_merge_sub(
+            sh, ok ? bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * lpr, m) : (real4)0, 1, lpr);
+        if (!ok)
+            continue;
+        real4 k = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
+        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * lpr, k, 0, 0, rms, 0,
+                   NOPF, NOPF);
+    }
 }
 
 /* Column merges (rn_col_planes, rn_col_combine): column j sums K terms in

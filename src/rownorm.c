@@ -25,7 +25,9 @@ enum {
     K_COL_PLANES,
     K_GN_FWD,
     K_GN_BWD = K_GN_FWD + 2,
-    K_GN_MEAN_COLS = K_GN_BWD + 2
+    K_GN_MEAN_COLS = K_GN_BWD + 2,
+    K_FWD_SUB, /* K_FWD, K_BWD for lanes sharing short rows (1 < lpr < LX) */
+    K_BWD_SUB
 };
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
@@ -149,7 +151,7 @@ static size_t col_width(const clnorm_context *ctx) { return ctx->tune.lx == 1 ? 
 static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
 {
     plan_choice(ctx, p, backward ? 'L' : 'l', CLNORM_WALK_COLS, p->L, p->R);
-    p->sub_ok = 1; /* rn_fwd_groups and rn_bwd_groups take lpr */
+    p->sub_ok = 1; /* rn_fwd_sub and rn_bwd_sub take 1 < lpr < LX */
     plan_rows(ctx, p->R, p->L, p);
     p->nstat = p->R;
     p->nper  = p->L;
@@ -585,6 +587,7 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
     cl_uint       tpi    = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
     unsigned      shared = p->lpr > 1; /* the *_groups variant */
+    int           sub    = p->lpr > 1 && p->lpr < ctx->tune.lx;
     cl_int        rms   = p->op == OP_RMS;
     real_arg      reps  = mk_real(p, eps);
     cl_mem        nomem = NULL;
@@ -604,7 +607,7 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         return run_rows(ctx, seq, k, p);
     }
     if (p->op != OP_GN && p->S == 1) {
-        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_FWD + shared, &k));
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_FWD_SUB : K_FWD + shared, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                               KARG(a->gamma.mem), KARG(goff), KARG(beta), KARG(boff),
                               KARG(mean), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
@@ -684,6 +687,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
     cl_ulong      R = p->R, L = p->L, S = p->S, Lseg = p->Lseg;
     cl_uint       tpi    = (cl_uint)p->tpi, lpr = (cl_uint)p->lpr;
     unsigned      shared = p->lpr > 1; /* the *_groups variant */
+    int           sub    = p->lpr > 1 && p->lpr < ctx->tune.lx;
     cl_int        rms   = p->op == OP_RMS;
     cl_mem        nomem = NULL;
     cl_mem        mean  = rms ? nomem : a->mean.mem;
@@ -718,7 +722,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             cl_mem   cacc = fused ? ws : nomem;
             cl_ulong caoff = fused ? tofs * 4 : 0;
             cl_uint  btpi  = fused ? (cl_uint)p->btpi : tpi;
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD + shared, &k));
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_BWD_SUB : K_BWD + shared, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
