@@ -465,3 +465,45 @@ Test(bn, tuner_round_trip, .timeout = 900)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* Every kind of choice a tuning file can store for batch norm computes
+ * within the tolerances: the fused one-kernel walks (which the GPU
+ * heuristic now keeps for small tensors only), and the staged passes at
+ * the tuner's chunk sizes and degrees of parallelism. */
+typedef struct bn_forced {
+    char   name[24];
+    int    fused;
+    size_t chunk, par_x4; /* par_x4: min_parallel times 4 when 1 */
+} bn_forced;
+
+static bn_forced bn_forced_choices[] = {
+    {"fused on", 1, 0, 0},
+    {"fused off, 4096", 0, 4096, 0},
+    {"fused off, 65536, x4", 0, 65536, 1},
+};
+
+ParameterizedTestParameters(bn_tuned, choices)
+{
+    return cr_make_param_array(bn_forced, bn_forced_choices, sizeof bn_forced_choices / sizeof *bn_forced_choices);
+}
+
+ParameterizedTest(bn_forced *fc, bn_tuned, choices, .timeout = 600)
+{
+    static const bn_case tcases[] = {
+        {"forced 8x96x14x14 NCHW", SP, NCHW, 4, {8, 96, 14, 14}, DATA_NORMAL, 1, 1},
+        {"forced 4x24x60x60 NCHW", SP, NCHW, 4, {4, 24, 60, 60}, DATA_MEAN_1E4, 1, 1},
+        {"forced 16x40x7x7 NCHW", SP, NCHW, 4, {16, 40, 7, 7}, DATA_NORMAL, 1, 1},
+        {"forced 8x14x14x96 NHWC", SP, NHWC, 4, {8, 14, 14, 96}, DATA_MEAN_1E4, 1, 1},
+        {"forced 3000x40 PA", PA, NCHW, 2, {3000, 40}, DATA_NORMAL, 1, 1},
+    };
+    harness_init();
+    H.ctx->forcing = 1;
+    H.ctx->force   = (clnorm_choice){fc->fused, fc->chunk,
+                                     fc->par_x4 ? H.ctx->tune.min_parallel * 4 : 0};
+    for (size_t i = 0; i < sizeof tcases / sizeof *tcases; ++i) {
+        bn_case tc = tcases[i];
+        snprintf(tc.name, sizeof tc.name, "%.21s, %.16s", tcases[i].name, fc->name);
+        run_case(&tc);
+    }
+    harness_fini();
+}
