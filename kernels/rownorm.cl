@@ -841,6 +841,57 @@ __kernel void rn_bwd_groups(BWD_ARGS)
     }
 }
 
+/* GPUs, rows of 8*LX to RN_NB*8*LX values, a multiple of 8 (rownorm.c):
+ * the work-group shares each of its tpi rows as rn_bwd_groups does, and
+ * each lane keeps the column sums of dy*xhat and dy for its RN_NB blocks
+ * of 8 columns in registers, plain over the owner's rows (at most 64, as
+ * the CPU planes' blocks of COL_BLOCK rows); then writes (sum dy*xhat,
+ * sum dy, 0, 0) per column at part[owner*L + j] (cacc + caoff as real4s)
+ * for rn_col_combine, which merges the owners compensated, in order. */
+#define RN_NB 4
+__kernel void rn_bwd_regs(BWD_ARGS)
+{
+    __local real4 sh[LX];
+    uint first = get_local_id(0) * 8;
+    GROUP_TASKS(R);
+    real8 sg[RN_NB], sb[RN_NB];
+    for (int b = 0; b < RN_NB; ++b)
+        sg[b] = sb[b] = (real8)0;
+    for (ulong t = 0; t < nt; ++t) {
+        ulong r = t0 + t;
+        __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
+        __global store_t       *dxr = dx + dxoff + r * L;
+        real  m   = rms ? (real)0 : mean[moff + r];
+        real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
+        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
+        for (int b = 0; b < RN_NB; ++b) {
+            ulong i = first + (ulong)b * 8 * LX;
+            if (i < L) {
+                real8 g = gamma ? GLD(real, 8, gamma + goff + i) : (real8)1;
+                real8 d = LOAD8(dyr, i), xv = LOAD8(xr, i);
+                STORE8((k.z * g) * d - k.w - (xv - k.x) * k.y, dxr, i);
+                sg[b] = fma(d, (xv - k.x) * k.z, sg[b]);
+                sb[b] += d;
+            }
+        }
+    }
+    __global real4 *part = (__global real4 *)(cacc + caoff) + (ulong)get_group_id(0) * L;
+    for (int b = 0; b < RN_NB; ++b) {
+        ulong i = first + (ulong)b * 8 * LX;
+        if (i < L) {
+            real8 a = sg[b], c = sb[b];
+            part[i]     = (real4)(a.s0, c.s0, (real)0, (real)0);
+            part[i + 1] = (real4)(a.s1, c.s1, (real)0, (real)0);
+            part[i + 2] = (real4)(a.s2, c.s2, (real)0, (real)0);
+            part[i + 3] = (real4)(a.s3, c.s3, (real)0, (real)0);
+            part[i + 4] = (real4)(a.s4, c.s4, (real)0, (real)0);
+            part[i + 5] = (real4)(a.s5, c.s5, (real)0, (real)0);
+            part[i + 6] = (real4)(a.s6, c.s6, (real)0, (real)0);
+            part[i + 7] = (real4)(a.s7, c.s7, (real)0, (real)0);
+        }
+    }
+}
+
 /* Short rows: no fused column sums (cacc is ignored). */
 __kernel void rn_bwd_sub(BWD_ARGS)
 {

@@ -27,8 +27,11 @@ enum {
     K_GN_BWD = K_GN_FWD + 2,
     K_GN_MEAN_COLS = K_GN_BWD + 2,
     K_FWD_SUB, /* K_FWD, K_BWD for lanes sharing short rows (1 < lpr < LX) */
-    K_BWD_SUB
+    K_BWD_SUB,
+    K_BWD_REGS
 };
+
+#define RN_NB 4 /* rn_bwd_regs: blocks of 8 columns per lane, as rownorm.cl */
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
 
@@ -57,6 +60,7 @@ typedef struct rn_plan {
      * (owners > 0): owners of 6 column planes each, tasks per lane or
      * work-group and work-groups of that walk */
     size_t owners, btpi, bgroups;
+    int    regs;                /* GPUs: those sums in registers (rn_bwd_regs), partials for rn_col_combine */
     size_t coef_n, part_n, col_n; /* scratch real4 counts */
     size_t chunk, par;        /* values per lane or work-group, work-items to fill the device */
     int    fused;             /* -1 heuristic; 0, 1: the fused walk off, on where it applies */
@@ -166,17 +170,34 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
      * owners <= R/16. Fewer, longer owners than the plain walk, but
      * enough to fill the device (a tuned choice can take it regardless). */
     const clnorm_tuning *t = &ctx->tune;
-    /* GPUs: only when a tuned choice asks for it, and with a work-group
-     * per row. The planes live in memory there, not in a core's cache:
-     * their read-modify-writes per row, and owners capped at R/16, made it
-     * slower on an H100 than the separate column pass, which the tuner
-     * chose for every layer norm shape it measured (16384x1024: 0.153 ms
-     * against 0.201 ms fused). */
+    /* The planes on GPUs: only when a tuned choice asks for them, for
+     * rows rn_bwd_regs does not take. The planes live in memory there, not
+     * in a core's cache: their read-modify-writes per row, and owners
+     * capped at R/16, made them slower on an H100 than the separate column
+     * pass, which the tuner chose for every layer norm shape it measured
+     * (16384x1024: 0.153 ms against 0.201 ms with the planes). */
+    if (!t->cpu_style && p->S == 1 && p->fused != 0 && p->lpr == t->lx && p->L % 8 == 0 &&
+        p->L <= RN_NB * 8 * t->lx) {
+        /* GPUs, rows of up to RN_NB blocks of 8 per lane: rn_bwd_regs keeps
+         * each lane's column sums in registers over its owner's rows, about
+         * p->chunk values of them (8 rows of 1024), and writes them once as
+         * partials for rn_col_combine: a read of x and dy in all, plus
+         * partials of 16 bytes per column per owner */
+        size_t per = p->chunk / p->L;
+        per        = per < 2 ? 2 : per > 64 ? 64 : per;
+        if (per > p->R)
+            per = p->R;
+        p->regs    = 1;
+        p->btpi    = per;
+        p->bgroups = clnorm_div_up(p->R, per);
+        p->owners  = p->bgroups;
+        p->K       = p->owners;
+        p->col_n   = p->owners * p->L;
+        plan_scratch(p);
+        return;
+    }
     if (p->S == 1 && p->fused != 0 && (t->cpu_style || (p->lpr == t->lx && p->fused == 1))) {
-        /* GPUs: owners enough for four work-groups of LX lanes per
-         * min_parallel/LX... measured: 2112 owners of 8 rows ran layer norm
-         * backward 16384x1024 in 0.153 ms on an H100, 528 of 32 in 0.201 */
-        size_t want = t->cpu_style ? 2 * p->par : p->par / (2 * t->lx);
+        size_t want = t->cpu_style ? 2 * p->par : p->par / (8 * t->lx);
         size_t need = t->cpu_style ? p->par : want / 2;
         size_t cap  = p->R / 16;
         if (want < 1)
@@ -717,6 +738,23 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                 CHECK(clnorm_set_args(ctx, k, cargs, 8));
                 CHECK(run_colmerge(ctx, seq, k, p->L));
             }
+        }
+        if (p->S == 1 && fused && p->regs) {
+            cl_ulong caoff = tofs * 4, K = p->owners;
+            cl_uint  btpi  = (cl_uint)p->btpi;
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_REGS, &k));
+            clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
+                                  KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
+                                  KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
+                                  KARG(R),        KARG(L),    KARG(btpi),          KARG(rms),
+                                  KARG(ws),       KARG(caoff), KARG(stream),       KARG(lpr)};
+            CHECK(clnorm_set_args(ctx, k, args, 20));
+            CHECK(run_groups(ctx, seq, k, p->bgroups));
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_COMBINE, &k));
+            clnorm_karg cargs[] = {KARG(ws),    KARG(tofs),  KARG(K),     KARG(L),
+                                   KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
+            CHECK(clnorm_set_args(ctx, k, cargs, 8));
+            return run_colmerge(ctx, seq, k, p->L);
         }
         if (p->S == 1) {
             cl_mem   cacc = fused ? ws : nomem;

@@ -442,6 +442,11 @@ static fam_case row_cases[] = {
     ROWS("5001x40", LN, 5001, 40, DATA_NORMAL, AFF_BOTH),
     ROWS("mean 1e4 7777x24", LN, 7777, 24, DATA_MEAN_1E4, AFF_BOTH),
     ROWS("999x200", LN, 999, 200, DATA_NORMAL, AFF_BOTH),
+    /* GPUs keep dgamma/dbeta sums in registers for rows of 512..2048
+     * (multiples of 8): a last owner with fewer rows, lanes with 1..4 blocks */
+    ROWS("1001x520", LN, 1001, 520, DATA_NORMAL, AFF_BOTH),
+    ROWS("mean 1e4 777x2048", LN, 777, 2048, DATA_MEAN_1E4, AFF_BOTH),
+    ROWS("1000x2056", LN, 1000, 2056, DATA_NORMAL, AFF_BOTH),
     ROWS("2x1000003 beta only", LN, 2, 1000003, DATA_NORMAL, AFF_BETA),
     /* every axis of a 4-D tensor, and the negative spellings */
     {"4-D axis 0", LN, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
@@ -484,6 +489,7 @@ static fam_case row_cases[] = {
     ROWS("3000x127 no gamma", RMS, 3000, 127, DATA_NORMAL, AFF_NONE),
     ROWS("5001x40", RMS, 5001, 40, DATA_NORMAL, AFF_BOTH),
     ROWS("mean 1e4 7777x24", RMS, 7777, 24, DATA_MEAN_1E4, AFF_BOTH),
+    ROWS("1001x520", RMS, 1001, 520, DATA_NORMAL, AFF_BOTH),
     {"4-D axis 0", RMS, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis 2", RMS, 0, 4, {3, 5, 7, 11}, 2, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis -3", RMS, 0, 4, {3, 5, 7, 11}, -3, 0, DATA_NORMAL, AFF_BOTH, 0},
