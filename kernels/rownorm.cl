@@ -892,11 +892,19 @@ __kernel void rn_bwd_regs(BWD_ARGS)
     }
 }
 
-/* Short rows: no fused column sums (cacc is ignored). */
+/* Short rows. With cacc (rows a multiple of 8 values, at most 16*lpr:
+ * two blocks of 8 per lane), dgamma/dbeta as rn_bwd_regs: each lane sums
+ * its columns over the rows of its slot (lane / lpr) in registers; at the
+ * end the slots' sums are added in slot order through local memory and
+ * written as the owner's partials at part[owner*L + j]. */
 __kernel void rn_bwd_sub(BWD_ARGS)
 {
     __local real4 sh[LX];
+    /* with cacc: slot s's sums of column j at cs[s*L + j] (LX/lpr slots of
+     * at most 16*lpr columns) */
+    __local real2 cs[16 * LX];
     SUB_ROWS
+    real8 sg[2] = {(real8)0, (real8)0}, sb[2] = {(real8)0, (real8)0};
     for (ulong t = 0; t < nt; ++t) {
         ulong r  = SUB_ROW(t);
         int   ok = r < R;
@@ -907,8 +915,47 @@ __kernel void rn_bwd_sub(BWD_ARGS)
         if (!ok)
             continue;
         real4 k = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * lpr, k, 0, 0, rms, 0,
-                   NOPF, NOPF);
+        if (!cacc) {
+            bwd_finish(xr, dyr, dx + dxoff + r * L, gamma, goff, L, first, 8 * lpr, k, 0, 0, rms, 0,
+                       NOPF, NOPF);
+            continue;
+        }
+        for (int b = 0; b < 2; ++b) {
+            ulong i = first + (ulong)b * 8 * lpr;
+            if (i < L) {
+                real8 g = gamma ? GLD(real, 8, gamma + goff + i) : (real8)1;
+                real8 d = LOAD8(dyr, i), xv = LOAD8(xr, i);
+                STORE8((k.z * g) * d - k.w - (xv - k.x) * k.y, dx + dxoff + r * L, i);
+                sg[b] = fma(d, (xv - k.x) * k.z, sg[b]);
+                sb[b] += d;
+            }
+        }
+    }
+    uint slot = lane / lpr;
+    for (int b = 0; b < 2 && cacc; ++b) {
+        ulong i = first + (ulong)b * 8 * lpr;
+        if (i < L) {
+            __local real2 *c = cs + slot * L + i;
+            real8          a = sg[b], e = sb[b];
+            c[0] = (real2)(a.s0, e.s0);
+            c[1] = (real2)(a.s1, e.s1);
+            c[2] = (real2)(a.s2, e.s2);
+            c[3] = (real2)(a.s3, e.s3);
+            c[4] = (real2)(a.s4, e.s4);
+            c[5] = (real2)(a.s5, e.s5);
+            c[6] = (real2)(a.s6, e.s6);
+            c[7] = (real2)(a.s7, e.s7);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (!cacc)
+        return;
+    __global real4 *part = (__global real4 *)(cacc + caoff) + (ulong)get_group_id(0) * L;
+    for (ulong j = lane; j < L; j += LX) {
+        real2 a = cs[j];
+        for (uint s2 = 1; s2 < rpt; ++s2)
+            a += cs[s2 * L + j];
+        part[j] = (real4)(a.x, a.y, (real)0, (real)0);
     }
 }
 

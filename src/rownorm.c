@@ -176,7 +176,8 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
      * capped at R/16, made them slower on an H100 than the separate column
      * pass, which the tuner chose for every layer norm shape it measured
      * (16384x1024: 0.153 ms against 0.201 ms with the planes). */
-    if (!t->cpu_style && p->S == 1 && p->fused != 0 && p->lpr == t->lx && p->L % 8 == 0 &&
+    int sub = p->lpr > 1 && p->lpr < t->lx; /* rn_bwd_sub: rows of at most 16*lpr */
+    if (!t->cpu_style && p->S == 1 && p->fused != 0 && (p->lpr == t->lx || sub) && p->L % 8 == 0 &&
         p->L <= RN_NB * 8 * t->lx) {
         /* GPUs, rows of up to RN_NB blocks of 8 per lane: rn_bwd_regs keeps
          * each lane's column sums in registers over its owner's rows, about
@@ -187,8 +188,18 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
          * 0.142 ms at 32; the separate pass 0.153 ms) */
         size_t per = 4 * p->chunk / p->L;
         per        = per < 2 ? 2 : per > 64 ? 64 : per;
-        if (per > p->R)
+        if (sub) {
+            /* short rows: partials are cheap next to the rows, owners many
+             * enough for half of min_parallel; whole tasks of lx/lpr rows */
+            size_t rpt = t->lx / p->lpr;
+            while (per > 2 * rpt && clnorm_div_up(p->R, per) * t->lx < p->par / 2)
+                per /= 2;
+            per = clnorm_round_up(per, rpt);
+            if (per > clnorm_round_up(p->R, rpt))
+                per = clnorm_round_up(p->R, rpt);
+        } else if (per > p->R) {
             per = p->R;
+        }
         p->regs    = 1;
         p->btpi    = per;
         p->bgroups = clnorm_div_up(p->R, per);
@@ -743,8 +754,9 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         }
         if (p->S == 1 && fused && p->regs) {
             cl_ulong caoff = tofs * 4, K = p->owners;
-            cl_uint  btpi  = (cl_uint)p->btpi;
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_BWD_REGS, &k));
+            /* rn_bwd_sub counts tasks of lx/lpr rows */
+            cl_uint btpi = (cl_uint)(sub ? p->btpi / (ctx->tune.lx / p->lpr) : p->btpi);
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_BWD_SUB : K_BWD_REGS, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
