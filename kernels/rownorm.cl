@@ -151,7 +151,9 @@ inline real4 lanes_merge_sub(__local real4 *sh, real4 acc, int sums, uint lpr)
     return acc;
 }
 
-/* The same over the whole work-group. */
+/* The same over the whole work-group, with the constant LX: the
+ * whole-row kernels keep the code they were measured with (lanes_merge_sub
+ * with lpr == LX would compute the same, with run-time masks). */
 inline real4 lanes_merge(__local real4 *sh, real4 acc, int sums)
 {
     uint lane = get_local_id(0);
