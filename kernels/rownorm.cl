@@ -894,42 +894,6 @@ __kernel void rn_bwd_regs(BWD_ARGS)
     }
 }
 
-/* GPUs, rows longer than rn_bwd_regs takes, up to LCOLS values (a
- * multiple of 8; rownorm.c): the same walk, with each lane's column sums in
- * two local planes instead of registers. A lane only ever touches its own
- * columns, so the planes need no barrier between rows. */
-#define LCOLS (sizeof(real) == 4 ? 4096 : 2048) /* 32 KB of planes */
-__kernel void rn_bwd_local(BWD_ARGS)
-{
-    __local real4 sh[LX];
-    __local real  cg[LCOLS], cb[LCOLS];
-    uint first = get_local_id(0) * 8;
-    GROUP_TASKS(R);
-    for (ulong i = first; i < L; i += 8 * LX) {
-        vstore8((real8)0, 0, cg + i);
-        vstore8((real8)0, 0, cb + i);
-    }
-    for (ulong t = 0; t < nt; ++t) {
-        ulong r = t0 + t;
-        __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
-        __global store_t       *dxr = dx + dxoff + r * L;
-        real  m   = rms ? (real)0 : mean[moff + r];
-        real4 acc = lanes_merge(sh, bwd_range(xr, dyr, gamma, goff, 0, L, first, 8 * LX, m), 1);
-        real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, inv[ioff + r], (real)L, rms);
-        for (ulong i = first; i < L; i += 8 * LX) {
-            real8 g = gamma ? GLD(real, 8, gamma + goff + i) : (real8)1;
-            real8 d = LOAD8(dyr, i), xv = LOAD8(xr, i);
-            STORE8((k.z * g) * d - k.w - (xv - k.x) * k.y, dxr, i);
-            vstore8(fma(d, (xv - k.x) * k.z, vload8(0, cg + i)), 0, cg + i);
-            vstore8(vload8(0, cb + i) + d, 0, cb + i);
-        }
-    }
-    __global real4 *part = (__global real4 *)(cacc + caoff) + (ulong)get_group_id(0) * L;
-    for (ulong i = first; i < L; i += 8 * LX)
-        for (int u = 0; u < 8; ++u)
-            part[i + u] = (real4)(cg[i + u], cb[i + u], (real)0, (real)0);
-}
-
 /* Short rows. With cacc (rows a multiple of 8 values, at most 16*lpr:
  * two blocks of 8 per lane), dgamma/dbeta as rn_bwd_regs: each lane sums
  * its columns over the rows of its slot (lane / lpr) in registers; at the

@@ -28,13 +28,10 @@ enum {
     K_GN_MEAN_COLS = K_GN_BWD + 2,
     K_FWD_SUB, /* K_FWD, K_BWD for lanes sharing short rows (1 < lpr < LX) */
     K_BWD_SUB,
-    K_BWD_REGS,
-    K_BWD_LOCAL
+    K_BWD_REGS
 };
 
 #define RN_NB 4 /* rn_bwd_regs: blocks of 8 columns per lane, as rownorm.cl */
-/* rn_bwd_local: the most columns its local planes hold, as rownorm.cl */
-#define LCOLS(psize) ((psize) == 4 ? 4096 : 2048)
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
 
@@ -181,11 +178,10 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
      * (16384x1024: 0.153 ms against 0.201 ms with the planes). */
     int sub = p->lpr > 1 && p->lpr < t->lx; /* rn_bwd_sub: rows of at most 16*lpr */
     if (!t->cpu_style && p->S == 1 && p->fused != 0 && (p->lpr == t->lx || sub) && p->L % 8 == 0 &&
-        p->L <= (sub ? RN_NB * 8 * t->lx : LCOLS(p->psize))) {
+        p->L <= RN_NB * 8 * t->lx) {
         /* GPUs, rows of up to RN_NB blocks of 8 per lane: rn_bwd_regs (or
-         * rn_bwd_sub for short rows, rn_bwd_local up to LCOLS in local
-         * memory) keeps each lane's column sums in registers over its
-         * owner's rows and writes them once as partials
+         * rn_bwd_sub for short rows) keeps each lane's column sums in
+         * registers over its owner's rows and writes them once as partials
          * for rn_col_combine: a read of x and dy in all, plus 16 bytes per
          * column per owner. About 6 owners per compute unit (3*par/1024),
          * of 16 to 64 rows: measured on an H100, 16384x1024 ran in 0.141 ms
@@ -760,8 +756,7 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             cl_ulong caoff = tofs * 4, K = p->owners;
             /* rn_bwd_sub counts tasks of lx/lpr rows */
             cl_uint btpi = (cl_uint)(sub ? p->btpi / (ctx->tune.lx / p->lpr) : p->btpi);
-            int kid = sub ? K_BWD_SUB : p->L <= RN_NB * 8 * ctx->tune.lx ? K_BWD_REGS : K_BWD_LOCAL;
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, kid, &k));
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_BWD_SUB : K_BWD_REGS, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
