@@ -177,8 +177,12 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
      * pass, which the tuner chose for every layer norm shape it measured
      * (16384x1024: 0.153 ms against 0.201 ms with the planes). */
     int sub = p->lpr > 1 && p->lpr < t->lx; /* rn_bwd_sub: rows of at most 16*lpr */
+    /* ... where the rows make at least half the owners wanted below at 16
+     * rows each: 196 owners ran 8192x768 slower than the separate pass
+     * (0.129 against 0.093 ms), and 128 owners of 4096-value rows (sums in
+     * local memory, reverted) 2048x4096 (0.223 against 0.118 ms). */
     if (!t->cpu_style && p->S == 1 && p->fused != 0 && (p->lpr == t->lx || sub) && p->L % 8 == 0 &&
-        p->L <= RN_NB * 8 * t->lx) {
+        p->L <= RN_NB * 8 * t->lx && (p->R / 16 >= 3 * p->par / 2048 || p->fused == 1)) {
         /* GPUs, rows of up to RN_NB blocks of 8 per lane: rn_bwd_regs (or
          * rn_bwd_sub for short rows) keeps each lane's column sums in
          * registers over its owner's rows and writes them once as partials
