@@ -496,6 +496,40 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
     }
 }
 
+/* Group norm channels last on GPUs: work-item (c, b) applies channel c's
+ * coefficients (those of row n*G + c/cpg, channel c%cpg: coef[n*C + c],
+ * gamma and beta folded in) to block b % B of GN_ROWS rows of sample
+ * n = b / B (B blocks per sample), loaded once for the block; neighbouring
+ * work-items read neighbouring channels. rn_apply took 8 channels'
+ * coefficients per 8 values, four times the bytes of x. */
+#define GN_ROWS 8
+__kernel void gn_apply_cols(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            ulong C, ulong Sp, ulong B, __global const real4 *coef, ulong cofs)
+{
+    ulong c = get_global_id(0), b = ELEM_GID(1), n = b / B;
+    if (c >= C)
+        return;
+    real4 k = coef[cofs + n * C + c];
+    ulong s = (b % B) * GN_ROWS, s1 = min(Sp, s + GN_ROWS);
+    for (ulong e = (n * Sp + s) * C + c; s < s1; ++s, e += C)
+        STORE1(((LOAD1(x, xoff + e) - k.x) - k.y) * k.z + k.w, y, yoff + e);
+}
+
+/* dx of group norm channels last as gn_apply_cols walks, with the dx
+ * coefficients (m, k, a, b): dx = a*dy - b - (x - m)*k. */
+__kernel void gn_dx_cols(__global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,
+                         __global store_t *dx, ulong dxoff, ulong C, ulong Sp, ulong B,
+                         __global const real4 *coef, ulong cofs)
+{
+    ulong c = get_global_id(0), b = ELEM_GID(1), n = b / B;
+    if (c >= C)
+        return;
+    real4 k = coef[cofs + n * C + c];
+    ulong s = (b % B) * GN_ROWS, s1 = min(Sp, s + GN_ROWS);
+    for (ulong e = (n * Sp + s) * C + c; s < s1; ++s, e += C)
+        STORE1(k.z * LOAD1(dy, dyoff + e) - k.w - (LOAD1(x, xoff + e) - k.x) * k.y, dx, dxoff + e);
+}
+
 /* Group norm, channels first, fused: a group of sample n is one contiguous
  * row of cpg*Sp values (cpg channel segments of Sp), row r = n*G + g. Its
  * statistics as rn_fwd_*, then y per channel segment with that channel's

@@ -28,8 +28,12 @@ enum {
     K_GN_MEAN_COLS = K_GN_BWD + 2,
     K_FWD_SUB, /* K_FWD, K_BWD for lanes sharing short rows (1 < lpr < LX) */
     K_BWD_SUB,
-    K_BWD_REGS
+    K_BWD_REGS,
+    K_GN_APPLY_COLS,
+    K_GN_DX_COLS
 };
+
+#define GN_ROWS 8 /* gn_apply_cols, gn_dx_cols: rows per work-item, as rownorm.cl */
 
 #define RN_NB 4 /* rn_bwd_regs: blocks of 8 columns per lane, as rownorm.cl */
 
@@ -557,6 +561,16 @@ static clnorm_status run_colmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kerne
 }
 
 /* Runs a group norm NHWC column kernel: work-items (c, k, n). */
+/* Group norm channels last on GPUs: launches gn_apply_cols or gn_dx_cols
+ * over blocks of GN_ROWS rows, B per sample. */
+static clnorm_status run_gn_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p,
+                                 size_t B)
+{
+    size_t lw = p->C < 64 ? p->C : 64;
+    size_t g[2] = {clnorm_round_up(p->C, lw), p->N * B}, l[2] = {lw, 1};
+    return clnorm_seq_run(ctx, seq, k, 2, g, l);
+}
+
 static clnorm_status run_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p)
 {
     size_t lw = p->C < 64 ? p->C : 64;
@@ -694,6 +708,14 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         c.ooff           = yoff;
         c.stream         = stream;
         return clnorm_cs_run(ctx, seq, &c, 'a');
+    }
+    if (p->op == OP_GN && p->nhwc) {
+        cl_ulong C = p->C, Sp = p->Sp, B = clnorm_div_up(p->Sp, GN_ROWS);
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_APPLY_COLS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff), KARG(C),
+                              KARG(Sp),       KARG(B),    KARG(ws),       KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 9));
+        return run_gn_cols(ctx, seq, k, p, B);
     }
     {
         ew_view  v     = ew_of(p);
@@ -871,6 +893,14 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         c.use_x          = 1;
         c.gform          = 1;
         CHECK(clnorm_cs_run(ctx, seq, &c, 'd'));
+    } else if (gn && p->nhwc) {
+        cl_ulong C = p->C, Sp = p->Sp, B = clnorm_div_up(p->Sp, GN_ROWS);
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_DX_COLS, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem), KARG(dyoff), KARG(a->dx.mem),
+                              KARG(dxoff),    KARG(C),    KARG(Sp),        KARG(B),     KARG(ws),
+                              KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 11));
+        CHECK(run_gn_cols(ctx, seq, k, p, B));
     } else {
         ew_view  v     = ew_of(p);
         cl_ulong total = p->total;
