@@ -448,19 +448,13 @@ __kernel void rn_stats_combine(__global const real4 *part, ulong poff, ulong row
     }
 }
 
-/* Component f of 8 consecutive real4 coefficients, as a vector. */
-#define COEF8(kc, f)                                                                   \
-    ((real8)((kc)[0].f, (kc)[1].f, (kc)[2].f, (kc)[3].f, (kc)[4].f, (kc)[5].f, (kc)[6].f, \
-             (kc)[7].f))
-
 /* Elementwise y = ((x - c.x) - c.y)*(c.z*g) + (c.w + b) over rows of L, 8
- * elements per work-item in flat order. c = coef[(r / rdiv)*rstride + j] when
- * percol (group norm, channels last) else coef[(r / rdiv)*rstride]; g and b
- * are gamma[j] and beta[j] (1 and 0 when absent; percol passes none). */
+ * elements per work-item in flat order, with c = coef[r] for row r and g,
+ * b = gamma[j], beta[j] (1 and 0 when absent: group norm folds them into
+ * c). */
 __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                       ulong total, ulong L, ulong rdiv, ulong rstride, int percol,
-                       __global const real *gamma, ulong goff, __global const real *beta, ulong boff,
-                       __global const real4 *coef, ulong cofs)
+                       ulong total, ulong L, __global const real *gamma, ulong goff,
+                       __global const real *beta, ulong boff, __global const real4 *coef, ulong cofs)
 {
     ulong e = (ulong)ELEM_GID(0) * 8;
     if (e >= total)
@@ -470,17 +464,10 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
     y += yoff;
     coef += cofs;
     if (j + 8 <= L) {
-        real8 v = LOAD8(x, e);
-        if (percol) {
-            /* 8 channels' coefficients (gamma and beta folded in) */
-            __global const real4 *kc = coef + (r / rdiv) * rstride + j;
-            STORE8(((v - COEF8(kc, x)) - COEF8(kc, y)) * COEF8(kc, z) + COEF8(kc, w), y, e);
-            return;
-        }
-        real4 k = coef[(r / rdiv) * rstride];
+        real4 k = coef[r];
         real8 g = gamma ? GLD(real, 8, gamma + goff + j) : (real8)1;
         real8 b = beta ? GLD(real, 8, beta + boff + j) : (real8)0;
-        STORE8(((v - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
+        STORE8(((LOAD8(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
         return;
     }
     ulong e1 = min(total, e + 8);
@@ -489,7 +476,7 @@ __kernel void rn_apply(__global const store_t *x, ulong xoff, __global store_t *
             j = 0;
             ++r;
         }
-        real4 k = coef[(r / rdiv) * rstride + (percol ? j : 0)];
+        real4 k = coef[r];
         real  g = gamma ? gamma[goff + j] : (real)1;
         real  b = beta ? beta[boff + j] : (real)0;
         STORE1(((LOAD1(x, e) - k.x) - k.y) * (k.z * g) + (k.w + b), y, e);
@@ -1245,9 +1232,8 @@ __kernel void gn_mean_cols(__global const real *mean, ulong moff, ulong G, ulong
 
 /* Elementwise dx = (c.z*g)*dy - c.w - (x - c.x)*c.y, indexed as rn_apply. */
 __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,
-                    __global store_t *dx, ulong dxoff, ulong total, ulong L, ulong rdiv,
-                    ulong rstride, int percol, __global const real *gamma, ulong goff,
-                    __global const real4 *coef, ulong cofs)
+                    __global store_t *dx, ulong dxoff, ulong total, ulong L, __global const real *gamma,
+                    ulong goff, __global const real4 *coef, ulong cofs)
 {
     ulong e = (ulong)ELEM_GID(0) * 8;
     if (e >= total)
@@ -1258,15 +1244,9 @@ __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_
     dx += dxoff;
     coef += cofs;
     if (j + 8 <= L) {
-        real8 d = LOAD8(dy, e), v = LOAD8(x, e);
-        if (percol) {
-            __global const real4 *kc = coef + (r / rdiv) * rstride + j;
-            STORE8(COEF8(kc, z) * d - COEF8(kc, w) - (v - COEF8(kc, x)) * COEF8(kc, y), dx, e);
-            return;
-        }
-        real4 k = coef[(r / rdiv) * rstride];
+        real4 k = coef[r];
         real8 g = gamma ? GLD(real, 8, gamma + goff + j) : (real8)1;
-        STORE8((k.z * g) * d - k.w - (v - k.x) * k.y, dx, e);
+        STORE8((k.z * g) * LOAD8(dy, e) - k.w - (LOAD8(x, e) - k.x) * k.y, dx, e);
         return;
     }
     ulong e1 = min(total, e + 8);
@@ -1275,7 +1255,7 @@ __kernel void rn_dx(__global const store_t *x, ulong xoff, __global const store_
             j = 0;
             ++r;
         }
-        real4 k = coef[(r / rdiv) * rstride + (percol ? j : 0)];
+        real4 k = coef[r];
         real  g = gamma ? gamma[goff + j] : (real)1;
         STORE1((k.z * g) * LOAD1(dy, e) - k.w - (LOAD1(x, e) - k.x) * k.y, dx, e);
     }

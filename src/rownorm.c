@@ -560,7 +560,6 @@ static clnorm_status run_colmerge(clnorm_context *ctx, clnorm_seq *seq, cl_kerne
     return ctx->tune.lx < 16 ? run_1d(ctx, seq, k, n) : run_groups(ctx, seq, k, clnorm_div_up(n, 8));
 }
 
-/* Runs a group norm NHWC column kernel: work-items (c, k, n). */
 /* Group norm channels last on GPUs: launches gn_apply_cols or gn_dx_cols
  * over blocks of GN_ROWS rows, B per sample. */
 static clnorm_status run_gn_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p,
@@ -571,6 +570,7 @@ static clnorm_status run_gn_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel
     return clnorm_seq_run(ctx, seq, k, 2, g, l);
 }
 
+/* Runs a group norm NHWC column kernel: work-items (c, k, n). */
 static clnorm_status run_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k, const rn_plan *p)
 {
     size_t lw = p->C < 64 ? p->C : 64;
@@ -578,28 +578,9 @@ static clnorm_status run_cols(clnorm_context *ctx, clnorm_seq *seq, cl_kernel k,
     return clnorm_seq_run(ctx, seq, k, 3, g, l);
 }
 
-/* The elementwise view of the tensor for apply and dx: rows of L with the
- * coefficient of element (r, j) at (r / rdiv)*rstride (+ j when percol). */
-typedef struct ew_view {
-    cl_ulong L, rdiv, rstride;
-    cl_int   percol;
-} ew_view;
-
-static ew_view ew_of(const rn_plan *p)
-{
-    ew_view v = {p->L, 1, 1, 0};
-    if (p->op == OP_GN) {
-        if (p->nhwc) {
-            v.L       = p->C;
-            v.rdiv    = p->Sp;
-            v.rstride = p->C;
-            v.percol  = 1;
-        } else {
-            v.L = p->Sp;
-        }
-    }
-    return v;
-}
+/* The row length of the elementwise passes (rn_apply, rn_dx): a row per
+ * coefficient, (n, c) rows of Sp for group norm channels first. */
+static cl_ulong ew_len(const rn_plan *p) { return p->op == OP_GN ? p->Sp : p->L; }
 
 /* Whether the tensor-sized output goes out with streaming stores. */
 static cl_int stream_out(const clnorm_context *ctx, const rn_plan *p)
@@ -718,15 +699,13 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         return run_gn_cols(ctx, seq, k, p, B);
     }
     {
-        ew_view  v     = ew_of(p);
-        cl_ulong total = p->total;
+        cl_ulong total = p->total, EL = ew_len(p);
         cl_mem   ag = p->op == OP_GN ? nomem : a->gamma.mem, ab = p->op == OP_GN ? nomem : beta;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_APPLY, &k));
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),      KARG(a->y.mem), KARG(yoff),
-                              KARG(total),    KARG(v.L),       KARG(v.rdiv),   KARG(v.rstride),
-                              KARG(v.percol), KARG(ag),        KARG(goff),     KARG(ab),
-                              KARG(boff),     KARG(ws),        KARG(cofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 15));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
+                              KARG(total),    KARG(EL),   KARG(ag),       KARG(goff),
+                              KARG(ab),       KARG(boff), KARG(ws),       KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 12));
         return run_1d(ctx, seq, k, clnorm_div_up(p->total, 8));
     }
 }
@@ -902,15 +881,13 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         CHECK(clnorm_set_args(ctx, k, args, 11));
         CHECK(run_gn_cols(ctx, seq, k, p, B));
     } else {
-        ew_view  v     = ew_of(p);
-        cl_ulong total = p->total;
+        cl_ulong total = p->total, EL = ew_len(p);
         cl_mem   g     = gn ? nomem : a->gamma.mem;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_DX, &k));
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),      KARG(a->dy.mem), KARG(dyoff),
-                              KARG(a->dx.mem), KARG(dxoff),    KARG(total),     KARG(v.L),
-                              KARG(v.rdiv),   KARG(v.rstride), KARG(v.percol),  KARG(g),
-                              KARG(goff),     KARG(ws),        KARG(cofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 15));
+        clnorm_karg args[] = {KARG(a->x.mem),  KARG(xoff),  KARG(a->dy.mem), KARG(dyoff),
+                              KARG(a->dx.mem), KARG(dxoff), KARG(total),     KARG(EL),
+                              KARG(g),         KARG(goff),  KARG(ws),        KARG(cofs)};
+        CHECK(clnorm_set_args(ctx, k, args, 12));
         CHECK(run_1d(ctx, seq, k, clnorm_div_up(p->total, 8)));
     }
 col_combine:
