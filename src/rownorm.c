@@ -174,17 +174,12 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
      * owners <= R/16. Fewer, longer owners than the plain walk, but
      * enough to fill the device (a tuned choice can take it regardless). */
     const clnorm_tuning *t = &ctx->tune;
-    /* The planes on GPUs: only when a tuned choice asks for them, for
-     * rows rn_bwd_regs does not take. The planes live in memory there, not
-     * in a core's cache: their read-modify-writes per row, and owners
-     * capped at R/16, made them slower on an H100 than the separate column
-     * pass, which the tuner chose for every layer norm shape it measured
-     * (16384x1024: 0.153 ms against 0.201 ms with the planes). */
     int sub = p->lpr > 1 && p->lpr < t->lx; /* rn_bwd_sub: rows of at most 16*lpr */
-    /* ... where the rows make at least half the owners wanted below at 16
-     * rows each: 196 owners ran 8192x768 slower than the separate pass
-     * (0.129 against 0.093 ms), and 128 owners of 4096-value rows (sums in
-     * local memory, reverted) 2048x4096 (0.223 against 0.118 ms). */
+    /* GPUs: the sums in registers (below), where the rows make at least
+     * half the owners wanted at 16 rows each: 196 owners ran 8192x768
+     * slower than the separate pass (0.129 against 0.093 ms), and 128
+     * owners of 4096-value rows (sums in local memory, reverted) 2048x4096
+     * (0.223 against 0.118 ms). */
     if (!t->cpu_style && p->S == 1 && p->fused != 0 && (p->lpr == t->lx || sub) && p->L % 8 == 0 &&
         p->L <= RN_NB * 8 * t->lx && (p->R / 16 >= 3 * p->par / 2048 || p->fused == 1)) {
         /* GPUs, rows of up to RN_NB blocks of 8 per lane: rn_bwd_regs (or
@@ -217,6 +212,11 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
         plan_scratch(p);
         return;
     }
+    /* The planes on GPUs: only when a tuned choice asks for them, for
+     * rows the register sums do not take. The planes live in memory there,
+     * not in a core's cache: their read-modify-writes per row, and owners
+     * capped at R/16, made them slower on an H100 than the separate column
+     * pass (16384x1024: 0.153 ms against 0.201 ms with the planes). */
     if (p->S == 1 && p->fused != 0 && (t->cpu_style || (p->lpr == t->lx && p->fused == 1))) {
         size_t want = t->cpu_style ? 2 * p->par : p->par / (8 * t->lx);
         size_t need = t->cpu_style ? p->par : want / 2;
@@ -757,29 +757,19 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
                 CHECK(run_colmerge(ctx, seq, k, p->L));
             }
         }
-        if (p->S == 1 && fused && p->regs) {
-            cl_ulong caoff = tofs * 4, K = p->owners;
-            /* rn_bwd_sub counts tasks of lx/lpr rows */
-            cl_uint btpi = (cl_uint)(sub ? p->btpi / (ctx->tune.lx / p->lpr) : p->btpi);
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_BWD_SUB : K_BWD_REGS, &k));
-            clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
-                                  KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
-                                  KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                                  KARG(R),        KARG(L),    KARG(btpi),          KARG(rms),
-                                  KARG(ws),       KARG(caoff), KARG(stream),       KARG(lpr)};
-            CHECK(clnorm_set_args(ctx, k, args, 20));
-            CHECK(run_groups(ctx, seq, k, p->bgroups));
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_COMBINE, &k));
-            clnorm_karg cargs[] = {KARG(ws),    KARG(tofs),  KARG(K),     KARG(L),
-                                   KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
-            CHECK(clnorm_set_args(ctx, k, cargs, 8));
-            return run_colmerge(ctx, seq, k, p->L);
-        }
         if (p->S == 1) {
-            cl_mem   cacc = fused ? ws : nomem;
-            cl_ulong caoff = fused ? tofs * 4 : 0;
+            /* the dx walk; with fused column sums, then their merge over
+             * owners: registers' partials (rn_bwd_regs, rn_bwd_sub) through
+             * rn_col_combine, the planes through rn_col_planes */
+            cl_mem   cacc  = fused ? ws : nomem;
+            cl_ulong caoff = fused ? tofs * 4 : 0, K = p->owners;
             cl_uint  btpi  = fused ? (cl_uint)p->btpi : tpi;
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_BWD_SUB : K_BWD + shared, &k));
+            int      kid   = sub ? K_BWD_SUB : K_BWD + shared;
+            if (fused && p->regs && !sub)
+                kid = K_BWD_REGS;
+            if (fused && sub)
+                btpi = (cl_uint)(p->btpi / (ctx->tune.lx / p->lpr)); /* rn_bwd_sub counts tasks of lx/lpr rows */
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, kid, &k));
             clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->dy.mem),     KARG(dyoff),
                                   KARG(a->dx.mem), KARG(dxoff), KARG(a->gamma.mem), KARG(goff),
                                   KARG(mean),     KARG(moff), KARG(a->invstd.mem), KARG(ioff),
@@ -789,9 +779,9 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             CHECK(run_groups(ctx, seq, k, fused ? p->bgroups : p->groups));
             if (!fused)
                 return CLNORM_SUCCESS;
-            cl_ulong K = p->owners;
-            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_COL_PLANES, &k));
-            clnorm_karg cargs[] = {KARG(ws),    KARG(caoff), KARG(K),     KARG(L),
+            cl_ulong moff2 = p->regs ? tofs : caoff;
+            CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, p->regs ? K_COL_COMBINE : K_COL_PLANES, &k));
+            clnorm_karg cargs[] = {KARG(ws),    KARG(moff2), KARG(K),     KARG(L),
                                    KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
             CHECK(clnorm_set_args(ctx, k, cargs, 8));
             return run_colmerge(ctx, seq, k, p->L);
