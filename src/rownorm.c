@@ -784,6 +784,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             clnorm_karg cargs[] = {KARG(ws),    KARG(moff2), KARG(K),     KARG(L),
                                    KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
             CHECK(clnorm_set_args(ctx, k, cargs, 8));
+            if (!p->regs && ctx->tune.lx == 1) /* rn_col_planes: PLANES_W columns per work-item */
+                return run_1d(ctx, seq, k, clnorm_div_up(p->L, 16));
             return run_colmerge(ctx, seq, k, p->L);
         }
     }
