@@ -74,6 +74,28 @@ static void round_storage(double *x, size_t n, clnorm_dtype dtype, int param)
     free(tmp);
 }
 
+/* Values of got farther from ref than half an ulp of the storage type
+ * (half: 11 significant bits, bfloat16: 8) plus slop for fp32's own error
+ * (relative 1e-4 of the tensor's largest magnitude). */
+static size_t rounding_misses(const double *got, const double *ref, size_t n, clnorm_dtype dt)
+{
+    int    bits = dt == CLNORM_F16 ? 11 : 8;
+    double big  = 0;
+    for (size_t i = 0; i < n; ++i)
+        big = fmax(big, fabs(ref[i]));
+    size_t miss = 0;
+    for (size_t i = 0; i < n; ++i) {
+        int e;
+        frexp(ref[i], &e); /* |ref| in [2^(e-1), 2^e) */
+        double ulp = ldexp(1.0, e - bits);
+        if (dt == CLNORM_F16 && ulp < ldexp(1.0, -24))
+            ulp = ldexp(1.0, -24); /* half's subnormal spacing */
+        if (!(fabs(got[i] - ref[i]) <= 0.5 * ulp + 1e-4 * big))
+            ++miss;
+    }
+    return miss;
+}
+
 static dt_case cases[] = {
     {CLNORM_F16, CLNORM_NCHW, {4, 6, 9, 11}, 0.5},    {CLNORM_F16, CLNORM_NHWC, {4, 9, 11, 6}, 0.5},
     {CLNORM_F16, CLNORM_NCHW, {2, 3, 40, 40}, 100.0}, {CLNORM_BF16, CLNORM_NCHW, {4, 6, 9, 11}, 0.5},
@@ -168,6 +190,16 @@ ParameterizedTest(dt_case *tc, dtypes, bn, .init = harness_init, .fini = harness
     cr_expect(normwise_err(gy, ry, n, 0) <= tol_t, "dtype %d y %.3g", (int)tc->dtype, normwise_err(gy, ry, n, 0));
     cr_expect(normwise_err(gdx, rdx, n, 0) <= tol_t, "dtype %d dx %.3g", (int)tc->dtype,
               normwise_err(gdx, rdx, n, 0));
+    /* half and bfloat16: every stored value is the rounding to nearest of
+     * an fp32 result, so within half a storage ulp of the reference plus
+     * fp32's error; a truncating or double-rounding store (up to a whole
+     * ulp) fails this on many values */
+    if (!f64) {
+        size_t by = rounding_misses(gy, ry, n, tc->dtype), bdx = rounding_misses(gdx, rdx, n, tc->dtype);
+        cr_expect(by == 0, "dtype %d: %zu of %zu y values off by more than half an ulp", (int)tc->dtype, by, n);
+        cr_expect(bdx == 0, "dtype %d: %zu of %zu dx values off by more than half an ulp", (int)tc->dtype, bdx,
+                  n);
+    }
     cr_expect(normwise_err(gdg, rdg, C, 0) <= tol_g, "dtype %d dgamma %.3g", (int)tc->dtype,
               normwise_err(gdg, rdg, C, 0));
     cr_expect(normwise_err(gdb, rdb, C, 0) <= tol_g, "dtype %d dbeta %.3g", (int)tc->dtype,
