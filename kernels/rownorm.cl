@@ -747,7 +747,8 @@ inline void col_zero(__global real *ca, ulong L, uint first, uint step)
  * walk: dy*xhat with xhat = (x - m)*iv, and dy. */
 inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *dy,
                             __global const real *gamma, ulong goff, ulong L, real m, real iv,
-                            __global real *ca, int start, int rms)
+                            __global real *ca, int start, int rms, __global const store_t *pfx,
+                            __global const store_t *pfdy)
 {
     real4 acc = (real4)0;
     for (ulong i = 0; i < L; i += SPAN) {
@@ -755,6 +756,8 @@ inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *d
         realv s1 = (realv)0, s2 = (realv)0;
         real  t1 = 0, t2 = 0;
         for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
+            PREFETCH_R(pfx, j);
+            PREFETCH_R(pfdy, j);
             realv dr = LOADV(dy, j), xm = LOADV(x, j) - m;
             realv d  = gamma ? dr * VLOADV(gamma + goff + j) : dr;
             s1 += d;
@@ -861,6 +864,66 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
     }
 }
 
+/* rn_bwd_items for rows of at most SHORT_ROWS values, as fwd_short_rows:
+ * SR_B (= COL_BLOCK) rows at a time, their sums (and column block sums,
+ * reading ahead the same row of the next block), their coefficients as
+ * vectors, then their dx in a plain vector loop when the rows are whole
+ * vectors; the column block sums are folded once per block, as row by row.
+ * The same operations per row as bwd_range_cols, bwd_coef and bwd_finish. */
+inline void bwd_short_rows(__global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,
+                           __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,
+                           __global const real *mean, ulong moff, __global const real *inv, ulong ioff,
+                           ulong R, ulong L, uint tpi, int rms, __global real *ca, int stream)
+{
+    if (ca && ITEM_TASK(0) >= R)
+        col_zero(ca, L, 0, 8);
+    real rn = (real)L;
+    for (uint t0 = 0; t0 < tpi && ITEM_TASK(t0) < R; t0 += SR_B) {
+        real m[SR_B], iv[SR_B], sg[SR_B], sy[SR_B];
+        uint n = 0;
+        for (; n < SR_B && t0 + n < tpi && ITEM_TASK(t0 + n) < R; ++n) {
+            ulong r = ITEM_TASK(t0 + n), nr = t0 + n + SR_B < tpi ? ITEM_TASK(t0 + n + SR_B) : R;
+            __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
+            m[n]      = rms ? (real)0 : mean[moff + r];
+            iv[n]     = inv[ioff + r];
+            real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m[n], iv[n], ca, n == 0, rms,
+                                            nr < R ? x + xoff + nr * L : NOPF, nr < R ? dy + dyoff + nr * L : NOPF)
+                           : bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m[n]);
+            sg[n] = acc.x + acc.z;
+            sy[n] = acc.y + acc.w;
+        }
+        for (uint b = n; b < SR_B; ++b)
+            iv[b] = sg[b] = sy[b] = (real)0;
+        /* bwd_coef's (.y, .w) for the block */
+        real16 vi = vload16(0, iv), ky = vi * vi * (vi * vload16(0, sy)) / rn;
+        real16 kw = rms ? (real16)0 : vi * (vload16(0, sg) / rn);
+        vstore16(ky, 0, sy);
+        vstore16(kw, 0, sg);
+        int vec = L % SPAN_VEC == 0, nt = HAVE_NT && stream && vec &&
+                  ((ulong)(dx + dxoff + ITEM_TASK(t0) * L) & (sizeof(realv) - 1)) == 0;
+        for (uint b = 0; b < n; ++b) {
+            ulong r = ITEM_TASK(t0 + b);
+            real4 k = (real4)(m[b], sy[b], iv[b], sg[b]);
+            __global const store_t *xr = x + xoff + r * L, *dyr = dy + dyoff + r * L;
+            __global store_t       *dxr = dx + dxoff + r * L;
+            if (!vec) {
+                bwd_finish(xr, dyr, dxr, gamma, goff, L, 0, 8, k, 0, 0, rms, stream, NOPF, NOPF);
+                continue;
+            }
+            for (ulong i = 0; i < L; i += SPAN_VEC) {
+                realv v = (k.z * (gamma ? VLOADV(gamma + goff + i) : (realv)1)) * LOADV(dyr, i) - k.w -
+                          (LOADV(xr, i) - k.x) * k.y;
+                if (nt)
+                    STOREV_NT(v, dxr, i);
+                else
+                    STOREV(v, dxr, i);
+            }
+        }
+        if (ca)
+            col_fold(ca, L, 0, 8, t0 == 0, rms);
+    }
+}
+
 #define BWD_ARGS                                                                               \
     __global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,            \
         __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,             \
@@ -872,6 +935,14 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
 __kernel void rn_bwd_items(BWD_ARGS)
 {
     __global real *ca = cacc ? cacc + caoff + (ulong)get_global_id(0) * COL_PLANES * L : 0;
+#if SHORT_ROWS && LX == 1 && SR_B == COL_BLOCK
+    if (L <= SHORT_ROWS) {
+        bwd_short_rows(x, xoff, dy, dyoff, dx, dxoff, gamma, goff, mean, moff, inv, ioff, R, L, tpi, rms, ca,
+                       stream);
+        NT_FENCE(stream);
+        return;
+    }
+#endif
     for (uint t = 0; t < tpi; ++t) {
         ulong r = ITEM_TASK(t);
         if (r >= R) {
@@ -905,7 +976,7 @@ __kernel void rn_bwd_items(BWD_ARGS)
             continue;
         }
 #endif
-        real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m, iv, ca, t % COL_BLOCK == 0, rms)
+        real4 acc = ca ? bwd_range_cols(xr, dyr, gamma, goff, L, m, iv, ca, t % COL_BLOCK == 0, rms, NOPF, NOPF)
                        : bwd_range(xr, dyr, gamma, goff, 0, L, 0, 8, m);
         real4 k   = bwd_coef(acc.x + acc.z, acc.y + acc.w, m, iv, (real)L, rms);
         ulong nx  = NEXT_ROW(t, R, L);
