@@ -1166,6 +1166,10 @@ __kernel void rn_bwd_sub(BWD_ARGS)
 
 /* Per column j: merges the K owners' planes (rn_bwd_* with cacc) in a fixed
  * order into dgamma[j] and dbeta[j] (each optional). */
+/* Owner k's (sum dy*xhat, sum dy, their corrections) at column p. */
+#define PLANES_TERM(k) \
+    ((real4)(p[((k) * COL_PLANES + 2) * L], p[((k) * COL_PLANES + 4) * L], p[((k) * COL_PLANES + 3) * L], \
+             p[((k) * COL_PLANES + 5) * L]))
 __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulong L,
                             __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
 {
@@ -1204,10 +1208,7 @@ __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulo
         for (ulong j = j0; j < L; ++j) {
             real4 acc = (real4)0;
             p         = cacc + caoff + j;
-#define PLANES_TERM1(k) \
-    ((real4)(p[((k) * COL_PLANES + 2) * L], p[((k) * COL_PLANES + 4) * L], p[((k) * COL_PLANES + 3) * L], \
-             p[((k) * COL_PLANES + 5) * L]))
-            MERGE_STRIDED(acc, 0, K, 1, PLANES_TERM1, sum_merge);
+            MERGE_STRIDED(acc, 0, K, 1, PLANES_TERM, sum_merge);
             if (dgamma)
                 dgamma[dgoff + j] = acc.x + acc.z;
             if (dbeta)
@@ -1218,9 +1219,6 @@ __kernel void rn_col_planes(__global const real *cacc, ulong caoff, ulong K, ulo
 #endif
     COLS_SLICED_BEGIN(L)
     __global const real *p = cacc + caoff + j;
-#define PLANES_TERM(k) \
-    ((real4)(p[((k) * COL_PLANES + 2) * L], p[((k) * COL_PLANES + 4) * L], p[((k) * COL_PLANES + 3) * L], \
-             p[((k) * COL_PLANES + 5) * L]))
     MERGE_STRIDED(acc, k, K, NSLICE, PLANES_TERM, sum_merge);
     COLS_SLICED_END(L)
     if (dgamma)

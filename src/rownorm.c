@@ -36,6 +36,7 @@ enum {
 #define GN_ROWS 8 /* gn_apply_cols, gn_dx_cols: rows per work-item, as rownorm.cl */
 
 #define RN_NB 4 /* rn_bwd_regs: blocks of 8 columns per lane, as rownorm.cl */
+#define PLANES_W 16 /* rn_col_planes on CPUs: columns per work-item, as rownorm.cl */
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
 
@@ -784,8 +785,8 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
             clnorm_karg cargs[] = {KARG(ws),    KARG(moff2), KARG(K),     KARG(L),
                                    KARG(a->dgamma.mem), KARG(dgoff), KARG(dbeta), KARG(dboff)};
             CHECK(clnorm_set_args(ctx, k, cargs, 8));
-            if (!p->regs && ctx->tune.lx == 1) /* rn_col_planes: PLANES_W columns per work-item */
-                return run_1d(ctx, seq, k, clnorm_div_up(p->L, 16));
+            if (!p->regs && ctx->tune.lx == 1)
+                return run_1d(ctx, seq, k, clnorm_div_up(p->L, PLANES_W));
             return run_colmerge(ctx, seq, k, p->L);
         }
     }
