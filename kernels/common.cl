@@ -120,9 +120,12 @@ typedef ushort vc_ushort16 __attribute__((ext_vector_type(16), aligned(2), may_a
  * family source ends the region). */
 #pragma clang attribute push(__attribute__((min_vector_width(512))), apply_to = function)
 #define CLNORM_VCAST_REGION 1
+/* for a body the caller instantiates with a constant (short rows) */
+#define ALWAYS_INLINE __attribute__((always_inline))
 #define GLD(t, n, q)    (*(__global const vc_##t##n *)(q))
 #define GST(t, n, v, q) (*(__global vc_##t##n *)(q) = (v))
 #else
+#define ALWAYS_INLINE
 /* Elsewhere (GPU compilers), vloadn/vstoren may assume only the element's
  * alignment and split into scalar accesses: a lane reading 8 contiguous
  * values then issues 8 narrow loads 32 bytes apart from its neighbours',
@@ -373,12 +376,15 @@ inline realv nonnegv(realv q) { return select(q, (realv)0, q < (realv)0); }
 #define NT_FENCE(nt) ((void)(nt))
 #endif
 
-inline real4 stat_span(__global const store_t *p, ulong n, __global const store_t *pf)
+/* stat_span's two walks, apart (fwd_short_rows takes them for 16 rows at
+ * once): span_sum returns the vector of partial sums of p[0, n), *t the
+ * tail's; span_dev the vector sums of p - m and (in *sq) of its squares,
+ * *t1 and *t2 the tail's. */
+inline realv span_sum(__global const store_t *p, ulong n, __global const store_t *pf, real *t)
 {
     /* independent accumulators: the vector adds' latency, not their
      * throughput, would otherwise bound the walk */
     realv s0 = (realv)0, s1 = (realv)0, s2 = (realv)0, s3 = (realv)0;
-    real  t = 0;
     ulong i = 0;
     for (; i + 4 * SPAN_VEC <= n; i += 4 * SPAN_VEC) {
         PREFETCH_R(pf, i);
@@ -394,13 +400,17 @@ inline real4 stat_span(__global const store_t *p, ulong n, __global const store_
         PREFETCH_R(pf, i);
         s0 += LOADV(p, i);
     }
+    *t = 0;
     for (ulong j = i; j < n; ++j)
-        t += LOAD1(p, j);
-    real  rn = (real)n, ri = (real)1 / rn;
-    real  m  = (sumv((s0 + s1) + (s2 + s3)) + t) * ri; /* only a shift: corrected below */
+        *t += LOAD1(p, j);
+    return (s0 + s1) + (s2 + s3);
+}
+
+inline realv span_dev(__global const store_t *p, ulong n, real m, realv *sq, real *t1, real *t2)
+{
     realv d1 = (realv)0, d2 = (realv)0, e1 = (realv)0, e2 = (realv)0;
-    real  t1 = 0, t2 = 0;
-    for (i = 0; i + 2 * SPAN_VEC <= n; i += 2 * SPAN_VEC) {
+    ulong i = 0;
+    for (; i + 2 * SPAN_VEC <= n; i += 2 * SPAN_VEC) {
         realv d = LOADV(p, i) - m, e = LOADV(p, i + SPAN_VEC) - m;
         d1 += d;
         d2 = fma(d, d, d2);
@@ -412,13 +422,25 @@ inline real4 stat_span(__global const store_t *p, ulong n, __global const store_
         d1 += d;
         d2 = fma(d, d, d2);
     }
+    *t1 = 0;
+    *t2 = 0;
     for (ulong j = i; j < n; ++j) {
         real d = LOAD1(p, j) - m;
-        t1 += d;
-        t2 = fma(d, d, t2);
+        *t1 += d;
+        *t2 = fma(d, d, *t2);
     }
-    real ds = sumv(d1 + e1) + t1;
-    real q  = sumv(d2 + e2) + t2 - ds * ds * ri;
+    *sq = d2 + e2;
+    return d1 + e1;
+}
+
+inline real4 stat_span(__global const store_t *p, ulong n, __global const store_t *pf)
+{
+    real  t, t1, t2;
+    realv sq;
+    real  rn = (real)n, ri = (real)1 / rn;
+    real  m  = (sumv(span_sum(p, n, pf, &t)) + t) * ri; /* only a shift: corrected below */
+    real  ds = sumv(span_dev(p, n, m, &sq, &t1, &t2)) + t1;
+    real  q  = sumv(sq) + t2 - ds * ds * ri;
     return (real4)(rn, m, ds * ri, nonneg(q));
 }
 

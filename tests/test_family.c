@@ -448,6 +448,15 @@ static fam_case row_cases[] = {
     ROWS("mean 1e4 777x2048", LN, 777, 2048, DATA_MEAN_1E4, AFF_BOTH),
     ROWS("1000x2056", LN, 1000, 2056, DATA_NORMAL, AFF_BOTH),
     ROWS("2x1000003 beta only", LN, 2, 1000003, DATA_NORMAL, AFF_BETA),
+    /* CPUs take rows of whole vectors up to 128 values 16 at a time, their
+     * horizontal sums transposed: row counts that leave a last block part
+     * full, and rows of different means (every third constant) */
+    ROWS("100000x16", LN, 100000, 16, DATA_NORMAL, AFF_BOTH),
+    ROWS("20001x32", LN, 20001, 32, DATA_NORMAL, AFF_BOTH),
+    ROWS("mean 1e4 30000x48 no affine", LN, 30000, 48, DATA_MEAN_1E4, AFF_NONE),
+    ROWS("7001x128", LN, 7001, 128, DATA_NORMAL, AFF_BETA),
+    ROWS("constant rows 50000x16", LN, 50000, 16, DATA_CONSTANT, AFF_BOTH),
+    ROWS("constant x, dy 40000x16", LN, 40000, 16, DATA_CONST_ALL, AFF_BETA),
     /* every axis of a 4-D tensor, and the negative spellings */
     {"4-D axis 0", LN, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis 1", LN, 0, 4, {3, 5, 7, 11}, 1, 0, DATA_NORMAL, AFF_BOTH, 0},
@@ -490,6 +499,9 @@ static fam_case row_cases[] = {
     ROWS("5001x40", RMS, 5001, 40, DATA_NORMAL, AFF_BOTH),
     ROWS("mean 1e4 7777x24", RMS, 7777, 24, DATA_MEAN_1E4, AFF_BOTH),
     ROWS("1001x520", RMS, 1001, 520, DATA_NORMAL, AFF_BOTH),
+    ROWS("100000x16", RMS, 100000, 16, DATA_NORMAL, AFF_BOTH),
+    ROWS("20001x64 no gamma", RMS, 20001, 64, DATA_NORMAL, AFF_NONE),
+    ROWS("zero rows 50000x16", RMS, 50000, 16, DATA_ZERO, AFF_BOTH),
     {"4-D axis 0", RMS, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis 2", RMS, 0, 4, {3, 5, 7, 11}, 2, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis -3", RMS, 0, 4, {3, 5, 7, 11}, -3, 0, DATA_NORMAL, AFF_BOTH, 0},
@@ -1259,6 +1271,8 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
     static const fam_case cases[] = {
         ROWS("ln 37x300", LN, 37, 300, DATA_NORMAL, AFF_BOTH),
         ROWS("ln 600x300", LN, 600, 300, DATA_NORMAL, AFF_BOTH), /* dgamma fused into dx */
+        ROWS("ln 4001x16", LN, 4001, 16, DATA_NORMAL, AFF_BOTH),   /* short rows, 16 at a time */
+        ROWS("ln 999x64", LN, 999, 64, DATA_NORMAL, AFF_BETA),
         GNC("gn 2x12x9x9 G=3", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 12, 9, 9),
         ROWS("ln 2x100003", LN, 2, 100003, DATA_MEAN_1E4, AFF_BOTH),
         GNC("gn 2x9x9x12 G=3", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 9, 9, 12),
