@@ -299,39 +299,45 @@ inline real16 sum2_total16(real16 v)
     return s + ((real)0 + c);
 }
 
-/* The statistics of SR_B = 16 whole rows of L values (L a multiple of 16,
- * at most SPAN), rows r0.. r0 + 15 at x, into hi, lo and q as
- * fwd_short_rows keeps them: stat_span's walks (or range_stats' sum of
- * squares) row by row, their horizontal sums and per-row scalar steps as
- * vectors over the 16 rows. The same operations per row, so the same bits;
- * a tail sum of 0 is still added, as stat_span does. pf: the next block. */
+/* The statistics of SR_B = 16 rows of L values (at most SPAN), rows r0..
+ * r0 + 15 at x, into hi, lo and q as fwd_short_rows keeps them: stat_span's
+ * walks (or range_stats' sum of squares) row by row, tails included, their
+ * horizontal sums and per-row scalar steps as vectors over the 16 rows. The
+ * same operations per row, so the same bits. pf: the next block. */
 ALWAYS_INLINE inline void short_rows_tile(__global const store_t *x, ulong L, int rms,
                                          __global const store_t *pf, real *hi, real *lo, real *q)
 {
     real16 a[16], b[16];
-    real   t, t1, t2, rn = (real)L, ri = (real)1 / rn;
+    real   ta[16], tb[16], rn = (real)L, ri = (real)1 / rn;
     if (rms) {
         for (int r = 0; r < 16; ++r) {
             realv s = (realv)0;
-            for (ulong j = 0; j < L; j += SPAN_VEC) {
+            real  t = 0;
+            ulong j = 0;
+            for (; j + SPAN_VEC <= L; j += SPAN_VEC) {
                 realv v = LOADV(x, r * L + j);
                 s       = fma(v, v, s);
             }
-            a[r] = s;
+            for (; j < L; ++j) {
+                real v = LOAD1(x, r * L + j);
+                t      = fma(v, v, t);
+            }
+            a[r]  = s;
+            ta[r] = t;
         }
-        vstore16(sum2_total16(sum16x16(a) + (real)0), 0, q);
+        vstore16(sum2_total16(sum16x16(a) + vload16(0, ta)), 0, q);
         vstore16((real16)0, 0, hi);
         vstore16((real16)0, 0, lo);
         return;
     }
     for (int r = 0; r < 16; ++r)
-        a[r] = span_sum(x + r * L, L, pf ? pf + r * L : NOPF, &t);
-    real16 m = (sum16x16(a) + (real)0) * ri;
+        a[r] = span_sum(x + r * L, L, pf ? pf + r * L : NOPF, &ta[r]);
+    real16 m = (sum16x16(a) + vload16(0, ta)) * ri;
     vstore16(m, 0, hi);
     for (int r = 0; r < 16; ++r)
-        a[r] = span_dev(x + r * L, L, hi[r], &b[r], &t1, &t2);
-    real16 ds = sum16x16(a) + (real)0;
-    real16 qq = sum16x16(b) + (real)0 - ds * ds * ri;
+        a[r] = span_dev(x + r * L, L, hi[r], &b[r], &ta[r], &tb[r]);
+    real16 ds = sum16x16(a) + vload16(0, ta);
+    real16 qq = sum16x16(b) + vload16(0, tb) - ds * ds * ri;
     vstore16(ds * ri, 0, lo);
     vstore16(nonnegv(qq), 0, q);
 }
@@ -349,8 +355,8 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
         uint n = 0;
         int  tile = 0;
 #if SPAN_VEC == 16 && SR_B == 16 && LX == 1
-        /* whole blocks of whole vectors: the rows are contiguous (LX == 1) */
-        if (L % SPAN_VEC == 0 && t0 + SR_B <= tpi && ITEM_TASK(t0 + SR_B - 1) < R) {
+        /* whole blocks: their rows are contiguous (LX == 1) */
+        if (t0 + SR_B <= tpi && ITEM_TASK(t0 + SR_B - 1) < R) {
             int next = t0 + 2 * SR_B <= tpi && ITEM_TASK(t0 + 2 * SR_B - 1) < R;
             short_rows_tile(x + xoff + ITEM_TASK(t0) * L, L, rms,
                             next ? x + xoff + ITEM_TASK(t0 + SR_B) * L : NOPF, hi, lo, q);
@@ -1027,24 +1033,24 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
         uint n = 0;
         int  tile = 0;
 #if SPAN_VEC == 16 && SR_B == 16 && LX == 1
-        /* whole blocks of whole vectors (contiguous rows, LX == 1): the
-         * walks row by row, the horizontal sums and sum2_add as vectors over
+        /* whole blocks (contiguous rows, LX == 1): the walks row by row,
+         * tails included, the horizontal sums and sum2_add as vectors over
          * the block; the same operations per row, so the same bits */
-        if (L % SPAN_VEC == 0 && t0 + SR_B <= tpi && ITEM_TASK(t0 + SR_B - 1) < R) {
+        if (t0 + SR_B <= tpi && ITEM_TASK(t0 + SR_B - 1) < R) {
             ulong r0   = ITEM_TASK(t0);
             int   next = t0 + 2 * SR_B <= tpi && ITEM_TASK(t0 + 2 * SR_B - 1) < R;
             real16 a[SR_B], b[SR_B];
+            real   t1[SR_B], t2[SR_B];
             vstore16(rms ? (real16)0 : VLOADV(mean + moff + r0), 0, m);
             vstore16(VLOADV(inv + ioff + r0), 0, iv);
             for (uint k = 0; k < SR_B; ++k) {
                 ulong e = (r0 + k) * L, f = (r0 + k + SR_B) * L;
-                real  t1, t2;
                 bwd_span_cols(x + xoff + e, dy + dyoff + e, gamma, goff, L, 0, L, m[k], iv[k], ca, k == 0, rms,
                               ca && next ? x + xoff + f : NOPF, ca && next ? dy + dyoff + f : NOPF, &a[k],
-                              &b[k], &t1, &t2);
+                              &b[k], &t1[k], &t2[k]);
             }
-            vstore16(sum2_total16(sum16x16(a) + (real)0), 0, sg);
-            vstore16(sum2_total16(sum16x16(b) + (real)0), 0, sy);
+            vstore16(sum2_total16(sum16x16(a) + vload16(0, t1)), 0, sg);
+            vstore16(sum2_total16(sum16x16(b) + vload16(0, t2)), 0, sy);
             n    = SR_B;
             tile = 1;
         }
