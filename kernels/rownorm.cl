@@ -343,6 +343,54 @@ ALWAYS_INLINE inline void short_rows_tile(__global const store_t *x, ulong L, in
 }
 #endif
 
+#if SPAN_VEC == 16
+/* y of a whole block of 16 rows of L values (16 < L, not whole vectors) as
+ * one run of flat vectors, aligned for streaming stores after a head of
+ * single values: a vector holds the end of one row and the start of the
+ * next, whose lanes take either row's coefficients by a select, and gamma
+ * and beta come from gx and bx (each L values, then their first 16 again).
+ * Row by row, each row had an unaligned head and tail of single values.
+ * The same expression per value as fwd_apply, so the same bits. */
+inline void short_rows_flat(__global const store_t *xb, __global store_t *yb, ulong L, const real *hi,
+                            const real *lo, const real *q, const real *gx, const real *bx, int stream)
+{
+    ulong n = SR_B * L, i = 0, r, c;
+    if (HAVE_NT && stream) {
+        ulong h = (((ulong)sizeof(realv) - ((ulong)yb & (sizeof(realv) - 1))) & (sizeof(realv) - 1)) /
+                  sizeof(store_t);
+        for (; i < h; ++i) {
+            r = i / L;
+            c = i - r * L;
+            STORE1(((LOAD1(xb, i) - hi[r]) - lo[r]) * (q[r] * gx[c]) + bx[c], yb, i);
+        }
+    }
+    r = i / L;
+    c = i - r * L;
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        uint  r1 = r + 1 < SR_B ? r + 1 : r;
+        real  nx = (real)(L - c); /* lanes from nx on are in the next row */
+        realv h  = select((realv)hi[r], (realv)hi[r1], LANE_IDS >= nx);
+        realv l  = select((realv)lo[r], (realv)lo[r1], LANE_IDS >= nx);
+        realv k  = select((realv)q[r], (realv)q[r1], LANE_IDS >= nx);
+        realv v  = ((LOADV(xb, i) - h) - l) * (k * vload16(0, gx + c)) + vload16(0, bx + c);
+        if (HAVE_NT && stream)
+            STOREV_NT(v, yb, i);
+        else
+            STOREV(v, yb, i);
+        c += SPAN_VEC;
+        if (c >= L) {
+            c -= L;
+            ++r;
+        }
+    }
+    for (; i < n; ++i) {
+        r = i / L;
+        c = i - r * L;
+        STORE1(((LOAD1(xb, i) - hi[r]) - lo[r]) * (q[r] * gx[c]) + bx[c], yb, i);
+    }
+}
+#endif
+
 ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff, __global store_t *y,
                                           ulong yoff, __global const real *gamma, ulong goff,
                                           __global const real *beta, ulong boff, __global real *mean,
@@ -350,6 +398,15 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
                                           uint tpi, int rms, real eps, int stream)
 {
     real rn = (real)L;
+#if SPAN_VEC == 16
+    /* gamma and beta for short_rows_flat */
+    int  flat = L > SPAN_VEC && L % SPAN_VEC != 0;
+    real gx[SHORT_ROWS + SPAN_VEC], bx[SHORT_ROWS + SPAN_VEC];
+    for (ulong j = 0; flat && j < L + SPAN_VEC; ++j) {
+        gx[j] = gamma ? gamma[goff + j % L] : (real)1;
+        bx[j] = beta ? beta[boff + j % L] : (real)0;
+    }
+#endif
     for (uint t0 = 0; t0 < tpi && ITEM_TASK(t0) < R; t0 += SR_B) {
         real hi[SR_B], lo[SR_B], q[SR_B];
         uint n = 0;
@@ -390,6 +447,11 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
         int vec = L % SPAN_VEC == 0, nt = HAVE_NT && stream && vec &&
                   ((ulong)(y + yoff + ITEM_TASK(t0) * L) & (sizeof(realv) - 1)) == 0;
 #if SPAN_VEC == 16
+        if (tile && flat) {
+            short_rows_flat(x + xoff + ITEM_TASK(t0) * L, y + yoff + ITEM_TASK(t0) * L, L, hi, lo, q, gx, bx,
+                            stream);
+            continue;
+        }
         if (tile && L == SPAN_VEC) {
             /* rows of one vector: gamma and beta once for the block (15%
              * faster for layer norm 1048576x16; no gain for longer rows) */
@@ -1019,6 +1081,52 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
  * vectors, then their dx in a plain vector loop when the rows are whole
  * vectors; the column block sums are folded once per block, as row by row.
  * The same operations per row as bwd_range_cols, bwd_coef and bwd_finish. */
+#if SPAN_VEC == 16
+/* dx of a whole block of 16 rows as short_rows_flat takes y: coefficients
+ * (m, k, a, b) per row as bwd_coef's, dx = a*g*dy - b - (x - m)*k, the same
+ * expression per value as bwd_finish. */
+inline void short_rows_flat_dx(__global const store_t *xb, __global const store_t *dyb, __global store_t *dxb,
+                               ulong L, const real *m, const real *k, const real *a, const real *b,
+                               const real *gx, int stream)
+{
+    ulong n = SR_B * L, i = 0, r, c;
+    if (HAVE_NT && stream) {
+        ulong h = (((ulong)sizeof(realv) - ((ulong)dxb & (sizeof(realv) - 1))) & (sizeof(realv) - 1)) /
+                  sizeof(store_t);
+        for (; i < h; ++i) {
+            r = i / L;
+            c = i - r * L;
+            STORE1((a[r] * gx[c]) * LOAD1(dyb, i) - b[r] - (LOAD1(xb, i) - m[r]) * k[r], dxb, i);
+        }
+    }
+    r = i / L;
+    c = i - r * L;
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        uint  r1 = r + 1 < SR_B ? r + 1 : r;
+        real  nx = (real)(L - c); /* lanes from nx on are in the next row */
+        realv vm = select((realv)m[r], (realv)m[r1], LANE_IDS >= nx);
+        realv vk = select((realv)k[r], (realv)k[r1], LANE_IDS >= nx);
+        realv va = select((realv)a[r], (realv)a[r1], LANE_IDS >= nx);
+        realv vb = select((realv)b[r], (realv)b[r1], LANE_IDS >= nx);
+        realv v  = (va * vload16(0, gx + c)) * LOADV(dyb, i) - vb - (LOADV(xb, i) - vm) * vk;
+        if (HAVE_NT && stream)
+            STOREV_NT(v, dxb, i);
+        else
+            STOREV(v, dxb, i);
+        c += SPAN_VEC;
+        if (c >= L) {
+            c -= L;
+            ++r;
+        }
+    }
+    for (; i < n; ++i) {
+        r = i / L;
+        c = i - r * L;
+        STORE1((a[r] * gx[c]) * LOAD1(dyb, i) - b[r] - (LOAD1(xb, i) - m[r]) * k[r], dxb, i);
+    }
+}
+#endif
+
 ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff, __global const store_t *dy,
                                           ulong dyoff, __global store_t *dx, ulong dxoff,
                                           __global const real *gamma, ulong goff, __global const real *mean,
@@ -1028,6 +1136,13 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
     if (ca && ITEM_TASK(0) >= R)
         col_zero(ca, L, 0, 8);
     real rn = (real)L;
+#if SPAN_VEC == 16
+    /* gamma for short_rows_flat_dx */
+    int  flat = L > SPAN_VEC && L % SPAN_VEC != 0;
+    real gx[SHORT_ROWS + SPAN_VEC];
+    for (ulong j = 0; flat && j < L + SPAN_VEC; ++j)
+        gx[j] = gamma ? gamma[goff + j % L] : (real)1;
+#endif
     for (uint t0 = 0; t0 < tpi && ITEM_TASK(t0) < R; t0 += SR_B) {
         real m[SR_B], iv[SR_B], sg[SR_B], sy[SR_B];
         uint n = 0;
@@ -1076,6 +1191,11 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
         int vec = L % SPAN_VEC == 0, nt = HAVE_NT && stream && vec &&
                   ((ulong)(dx + dxoff + ITEM_TASK(t0) * L) & (sizeof(realv) - 1)) == 0;
 #if SPAN_VEC == 16
+        if (tile && flat) {
+            ulong e = ITEM_TASK(t0) * L;
+            short_rows_flat_dx(x + xoff + e, dy + dyoff + e, dx + dxoff + e, L, m, sy, iv, sg, gx, stream);
+            n = 0; /* done: on to the column sums */
+        }
         if (tile && L == SPAN_VEC) { /* rows of one vector, as fwd_short_rows_l (2-7% faster) */
             ulong e = ITEM_TASK(t0) * L;
             realv g = gamma ? VLOADV(gamma + goff) : (realv)1;

@@ -457,6 +457,7 @@ static fam_case row_cases[] = {
     ROWS("7001x128", LN, 7001, 128, DATA_NORMAL, AFF_BETA),
     ROWS("constant rows 50000x16", LN, 50000, 16, DATA_CONSTANT, AFF_BOTH),
     ROWS("constant x, dy 40000x16", LN, 40000, 16, DATA_CONST_ALL, AFF_BETA),
+    ROWS("20001x49 beta only", LN, 20001, 49, DATA_NORMAL, AFF_BETA), /* vectors across rows */
     /* every axis of a 4-D tensor, and the negative spellings */
     {"4-D axis 0", LN, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis 1", LN, 0, 4, {3, 5, 7, 11}, 1, 0, DATA_NORMAL, AFF_BOTH, 0},
@@ -1273,6 +1274,7 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
         ROWS("ln 600x300", LN, 600, 300, DATA_NORMAL, AFF_BOTH), /* dgamma fused into dx */
         ROWS("ln 4001x16", LN, 4001, 16, DATA_NORMAL, AFF_BOTH),   /* short rows, 16 at a time */
         ROWS("ln 999x64", LN, 999, 64, DATA_NORMAL, AFF_BETA),
+        ROWS("ln 2001x49", LN, 2001, 49, DATA_NORMAL, AFF_BOTH),
         GNC("gn 2x12x9x9 G=3", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 12, 9, 9),
         ROWS("ln 2x100003", LN, 2, 100003, DATA_MEAN_1E4, AFF_BOTH),
         GNC("gn 2x9x9x12 G=3", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 9, 9, 12),
