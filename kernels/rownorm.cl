@@ -344,50 +344,60 @@ ALWAYS_INLINE inline void short_rows_tile(__global const store_t *x, ulong L, in
 #endif
 
 #if SPAN_VEC == 16
-/* y of a whole block of 16 rows of L values (16 < L, not whole vectors) as
- * one run of flat vectors, aligned for streaming stores after a head of
- * single values: a vector holds the end of one row and the start of the
- * next, whose lanes take either row's coefficients by a select, and gamma
- * and beta come from gx and bx (each L values, then their first 16 again).
- * Row by row, each row had an unaligned head and tail of single values.
- * The same expression per value as fwd_apply, so the same bits. */
+/* The walk of short_rows_flat and short_rows_flat_dx over a block of 16
+ * rows of L values at out (16 < L, not whole vectors) as one run of flat
+ * vectors, aligned for streaming stores after a head of single values: a
+ * vector holds the end of one row and the start of the next. VEXPR (of i,
+ * c, and FLAT_PICK(a): lane by lane a[r] or, from lane nx on, a[r1]) gives
+ * the vector at i, whose lane 0 is column c of row r; SEXPR (of i, r, c)
+ * a single value. Row by row, each row had an unaligned head and tail of
+ * single values. */
+#define FLAT_PICK(a) select((realv)((a)[r]), (realv)((a)[r1]), LANE_IDS >= nx)
+#define FLAT_WALK(out, L, stream, VEXPR, SEXPR)                                                     \
+    do {                                                                                        \
+        ulong n = SR_B * (L), i = 0, r, c;                                                      \
+        if (HAVE_NT && (stream)) {                                                              \
+            ulong h = (((ulong)sizeof(realv) - ((ulong)(out) & (sizeof(realv) - 1))) &          \
+                       (sizeof(realv) - 1)) / sizeof(store_t);                                  \
+            for (; i < h; ++i) {                                                                \
+                r = i / (L);                                                                    \
+                c = i - r * (L);                                                                \
+                STORE1(SEXPR, out, i);                                                          \
+            }                                                                                   \
+        }                                                                                       \
+        r = i / (L);                                                                            \
+        c = i - r * (L);                                                                        \
+        for (; i + SPAN_VEC <= n; i += SPAN_VEC) {                                              \
+            uint  r1 = r + 1 < SR_B ? r + 1 : r;                                                \
+            real  nx = (real)((L) - c); /* lanes from nx on are in the next row */              \
+            realv v  = VEXPR;                                                                   \
+            if (HAVE_NT && (stream))                                                            \
+                STOREV_NT(v, out, i);                                                           \
+            else                                                                                \
+                STOREV(v, out, i);                                                              \
+            c += SPAN_VEC;                                                                      \
+            if (c >= (L)) {                                                                     \
+                c -= (L);                                                                       \
+                ++r;                                                                            \
+            }                                                                                   \
+        }                                                                                       \
+        for (; i < n; ++i) {                                                                    \
+            r = i / (L);                                                                        \
+            c = i - r * (L);                                                                    \
+            STORE1(SEXPR, out, i);                                                              \
+        }                                                                                       \
+    } while (0)
+
+/* y of such a block: the rows' (hi, lo, invstd) by FLAT_PICK, gamma and
+ * beta from gx and bx (each L values, then their first 16 again). The same
+ * expression per value as fwd_apply, so the same bits. */
 inline void short_rows_flat(__global const store_t *xb, __global store_t *yb, ulong L, const real *hi,
                             const real *lo, const real *q, const real *gx, const real *bx, int stream)
 {
-    ulong n = SR_B * L, i = 0, r, c;
-    if (HAVE_NT && stream) {
-        ulong h = (((ulong)sizeof(realv) - ((ulong)yb & (sizeof(realv) - 1))) & (sizeof(realv) - 1)) /
-                  sizeof(store_t);
-        for (; i < h; ++i) {
-            r = i / L;
-            c = i - r * L;
-            STORE1(((LOAD1(xb, i) - hi[r]) - lo[r]) * (q[r] * gx[c]) + bx[c], yb, i);
-        }
-    }
-    r = i / L;
-    c = i - r * L;
-    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
-        uint  r1 = r + 1 < SR_B ? r + 1 : r;
-        real  nx = (real)(L - c); /* lanes from nx on are in the next row */
-        realv h  = select((realv)hi[r], (realv)hi[r1], LANE_IDS >= nx);
-        realv l  = select((realv)lo[r], (realv)lo[r1], LANE_IDS >= nx);
-        realv k  = select((realv)q[r], (realv)q[r1], LANE_IDS >= nx);
-        realv v  = ((LOADV(xb, i) - h) - l) * (k * vload16(0, gx + c)) + vload16(0, bx + c);
-        if (HAVE_NT && stream)
-            STOREV_NT(v, yb, i);
-        else
-            STOREV(v, yb, i);
-        c += SPAN_VEC;
-        if (c >= L) {
-            c -= L;
-            ++r;
-        }
-    }
-    for (; i < n; ++i) {
-        r = i / L;
-        c = i - r * L;
-        STORE1(((LOAD1(xb, i) - hi[r]) - lo[r]) * (q[r] * gx[c]) + bx[c], yb, i);
-    }
+    FLAT_WALK(yb, L, stream,
+              ((LOADV(xb, i) - FLAT_PICK(hi)) - FLAT_PICK(lo)) * (FLAT_PICK(q) * vload16(0, gx + c)) +
+                  vload16(0, bx + c),
+              ((LOAD1(xb, i) - hi[r]) - lo[r]) * (q[r] * gx[c]) + bx[c]);
 }
 #endif
 
@@ -1082,48 +1092,17 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
  * vectors; the column block sums are folded once per block, as row by row.
  * The same operations per row as bwd_range_cols, bwd_coef and bwd_finish. */
 #if SPAN_VEC == 16
-/* dx of a whole block of 16 rows as short_rows_flat takes y: coefficients
+/* dx of a block of short rows as short_rows_flat takes y: coefficients
  * (m, k, a, b) per row as bwd_coef's, dx = a*g*dy - b - (x - m)*k, the same
  * expression per value as bwd_finish. */
 inline void short_rows_flat_dx(__global const store_t *xb, __global const store_t *dyb, __global store_t *dxb,
                                ulong L, const real *m, const real *k, const real *a, const real *b,
                                const real *gx, int stream)
 {
-    ulong n = SR_B * L, i = 0, r, c;
-    if (HAVE_NT && stream) {
-        ulong h = (((ulong)sizeof(realv) - ((ulong)dxb & (sizeof(realv) - 1))) & (sizeof(realv) - 1)) /
-                  sizeof(store_t);
-        for (; i < h; ++i) {
-            r = i / L;
-            c = i - r * L;
-            STORE1((a[r] * gx[c]) * LOAD1(dyb, i) - b[r] - (LOAD1(xb, i) - m[r]) * k[r], dxb, i);
-        }
-    }
-    r = i / L;
-    c = i - r * L;
-    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
-        uint  r1 = r + 1 < SR_B ? r + 1 : r;
-        real  nx = (real)(L - c); /* lanes from nx on are in the next row */
-        realv vm = select((realv)m[r], (realv)m[r1], LANE_IDS >= nx);
-        realv vk = select((realv)k[r], (realv)k[r1], LANE_IDS >= nx);
-        realv va = select((realv)a[r], (realv)a[r1], LANE_IDS >= nx);
-        realv vb = select((realv)b[r], (realv)b[r1], LANE_IDS >= nx);
-        realv v  = (va * vload16(0, gx + c)) * LOADV(dyb, i) - vb - (LOADV(xb, i) - vm) * vk;
-        if (HAVE_NT && stream)
-            STOREV_NT(v, dxb, i);
-        else
-            STOREV(v, dxb, i);
-        c += SPAN_VEC;
-        if (c >= L) {
-            c -= L;
-            ++r;
-        }
-    }
-    for (; i < n; ++i) {
-        r = i / L;
-        c = i - r * L;
-        STORE1((a[r] * gx[c]) * LOAD1(dyb, i) - b[r] - (LOAD1(xb, i) - m[r]) * k[r], dxb, i);
-    }
+    FLAT_WALK(dxb, L, stream,
+              (FLAT_PICK(a) * vload16(0, gx + c)) * LOADV(dyb, i) - FLAT_PICK(b) -
+                  (LOADV(xb, i) - FLAT_PICK(m)) * FLAT_PICK(k),
+              (a[r] * gx[c]) * LOAD1(dyb, i) - b[r] - (LOAD1(xb, i) - m[r]) * k[r]);
 }
 #endif
 
