@@ -555,6 +555,10 @@ static fam_case gn_cases[] = {
     GNC("1x512x512x3", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 1, 512, 512, 3),
     GNC("16x64x7x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 16, 64, 7, 7),
     GNC("16x7x7x64 no affine", IN, NHWC, 4, DATA_NORMAL, AFF_NONE, 0, 16, 7, 7, 64),
+    /* CPUs take maps of 16..128 values 16 at a time: partial last blocks */
+    GNC("20x37x5x5 beta only", IN, NCHW, 4, DATA_NORMAL, AFF_BETA, 0, 20, 37, 5, 5),
+    GNC("constant 8x40x4x4", IN, NCHW, 4, DATA_CONSTANT, AFF_BOTH, 0, 8, 40, 4, 4),
+    GNC("mean 1e4 6x50x11x11", IN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 6, 50, 11, 11),
     GNC("mean 1e4 4x8x32x32", IN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 4, 8, 32, 32),
     GNC("mean 1e4 4x32x32x8", IN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 4, 32, 32, 8),
     GNC("constant 3x6x10x10", IN, NCHW, 4, DATA_CONSTANT, AFF_BOTH, 0, 3, 6, 10, 10),
