@@ -832,8 +832,8 @@ inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __gl
 
 #if SHORT_ROWS && LX == 1 && SPAN_VEC == 16 && SR_B == 16
 /* Instance norm's maps that gn_fwd_short and gn_bwd_short take: up to 8x8.
- * Maps of 25 and 49 values ran 1.3-1.9x faster this way on a 2-core Xeon;
- * 11x11 (121) ran about 1.1x slower forward. */
+ * Maps of 16 and 25 values ran 1.4-2.2x faster this way on a 2-core Xeon
+ * (49: 0.9-2.1x, in a noisy hour); 11x11 (121) about 1.1x slower forward. */
 #ifndef GN_SHORT_ROWS
 #define GN_SHORT_ROWS 64
 #endif
