@@ -344,6 +344,125 @@ ALWAYS_INLINE inline void short_rows_tile(__global const store_t *x, ulong L, in
 #endif
 
 #if SPAN_VEC == 16
+/* Rows shorter than a vector (L < 16): a whole block of 16 such rows is L
+ * vectors. It is copied transposed into tr (column c of the 16 rows at tr +
+ * 16c), so that the per-row scalar walks (span_sum's and span_dev's tails,
+ * or range_stats' sum of squares) run as vectors with a row per lane, in
+ * the same order, so with the same bits. Row by row these were chains of
+ * dependent scalar adds: layer norm 2097152x8 forward took 1.4-1.7 ns per
+ * value on a 2-core EPYC, 0.75-1.0 this way (rows of 8 in registers, below);
+ * rows of 5, 2.1-2.4 and 0.9-1.4. */
+#define NARROW_T(tr, c) vload16((c), (tr))
+#define NARROW_F (16 * 15 + 16) /* a flat block and a vector of zeros */
+
+/* Rows of 8 (fwd_short_rows' constant L): the block's 8 vectors (rows 2k
+ * and 2k + 1 in v[k]) to its 8 columns (v[c], a row per lane) in registers:
+ * each stage's even/odd split moves the lowest lane bit of the flat index
+ * into the vector index. tr_8x16 undoes it. The copies through memory (a
+ * scatter and a gather) took most of the walk's time. */
+inline void tr_16x8(real16 *v)
+{
+    for (int s = 1; s < 8; s <<= 1)
+        for (int k = 0; k < 8; ++k)
+            if (!(k & s)) {
+                real16 u = v[k], w = v[k | s];
+                v[k]     = (real16)(u.even, w.even);
+                v[k | s] = (real16)(u.odd, w.odd);
+            }
+}
+
+inline void tr_8x16(real16 *v)
+{
+    for (int s = 4; s > 0; s >>= 1)
+        for (int k = 0; k < 8; ++k)
+            if (!(k & s)) {
+                real16 e = v[k], o = v[k | s];
+                v[k]     = (real16)(e.s0, o.s0, e.s1, o.s1, e.s2, o.s2, e.s3, o.s3, e.s4, o.s4, e.s5, o.s5,
+                                    e.s6, o.s6, e.s7, o.s7);
+                v[k | s] = (real16)(e.s8, o.s8, e.s9, o.s9, e.sa, o.sa, e.sb, o.sb, e.sc, o.sc, e.sd, o.sd,
+                                    e.se, o.se, e.sf, o.sf);
+            }
+}
+
+ALWAYS_INLINE inline void narrow_load(__global const store_t *x, ulong L, real *f, real *tr)
+{
+    for (uint k = 0; k < (uint)L; ++k)
+        vstore16(LOADV(x, k * 16), k, f);
+    vstore16((real16)0, 0, f + 16 * L);
+    if (L == 8) {
+        real16 v[8];
+        for (int k = 0; k < 8; ++k)
+            v[k] = vload16(k, f);
+        tr_16x8(v);
+        for (int c = 0; c < 8; ++c)
+            vstore16(v[c], c, tr);
+        return;
+    }
+    for (uint c = 0; c < (uint)L; ++c) /* strided reads: gathers, not scatters */
+        for (uint r = 0; r < 16; ++r)
+            tr[c * 16 + r] = f[r * (uint)L + c];
+}
+
+/* short_rows_tile for L < 16, from the transposed block tr */
+ALWAYS_INLINE inline void narrow_tile(const real *tr, ulong L, int rms, real *hi, real *lo, real *q)
+{
+    real   ri = (real)1 / (real)L;
+    real16 t  = (real16)0;
+    if (rms) {
+        for (uint c = 0; c < (uint)L; ++c) {
+            real16 v = NARROW_T(tr, c);
+            t        = fma(v, v, t);
+        }
+        vstore16(sum2_total16((real16)0 + t), 0, q);
+        vstore16((real16)0, 0, hi);
+        vstore16((real16)0, 0, lo);
+        return;
+    }
+    for (uint c = 0; c < (uint)L; ++c)
+        t += NARROW_T(tr, c);
+    real16 m = ((real16)0 + t) * ri, t1 = (real16)0, t2 = (real16)0;
+    vstore16(m, 0, hi);
+    for (uint c = 0; c < (uint)L; ++c) {
+        real16 d = NARROW_T(tr, c) - m;
+        t1 += d;
+        t2 = fma(d, d, t2);
+    }
+    real16 ds = (real16)0 + t1;
+    real16 qq = (real16)0 + t2 - ds * ds * ri;
+    vstore16(ds * ri, 0, lo);
+    vstore16(nonnegv(qq), 0, q);
+}
+
+/* Writes the block's L vectors from the transposed values in tr. */
+ALWAYS_INLINE inline void narrow_store(real *tr, ulong L, __global store_t *out, int nt)
+{
+    if (L == 8) {
+        real16 v[8];
+        for (int c = 0; c < 8; ++c)
+            v[c] = vload16(c, tr);
+        tr_8x16(v);
+        for (int k = 0; k < 8; ++k) {
+            if (nt)
+                STOREV_NT(v[k], out, k * 16);
+            else
+                STOREV(v[k], out, k * 16);
+        }
+        return;
+    }
+    real f[16 * 15];
+    for (uint r = 0; r < 16; ++r)
+        for (uint c = 0; c < (uint)L; ++c)
+            f[r * (uint)L + c] = tr[c * 16 + r];
+    for (uint k = 0; k < (uint)L; ++k) {
+        if (nt)
+            STOREV_NT(vload16(k, f), out, k * 16);
+        else
+            STOREV(vload16(k, f), out, k * 16);
+    }
+}
+#endif
+
+#if SPAN_VEC == 16
 /* The walk of short_rows_flat and short_rows_flat_dx over a block of 16
  * rows of L values at out (16 < L, not whole vectors) as one run of flat
  * vectors, aligned for streaming stores after a head of single values: a
@@ -417,6 +536,7 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
         bx[j] = beta ? beta[boff + j % L] : (real)0;
     }
 #endif
+    real tr[16 * 15]; /* a block of rows shorter than a vector, transposed */
     for (uint t0 = 0; t0 < tpi && ITEM_TASK(t0) < R; t0 += SR_B) {
         real hi[SR_B], lo[SR_B], q[SR_B];
         uint n = 0;
@@ -425,8 +545,13 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
         /* whole blocks: their rows are contiguous (LX == 1) */
         if (t0 + SR_B <= tpi && ITEM_TASK(t0 + SR_B - 1) < R) {
             int next = t0 + 2 * SR_B <= tpi && ITEM_TASK(t0 + 2 * SR_B - 1) < R;
-            short_rows_tile(x + xoff + ITEM_TASK(t0) * L, L, rms,
-                            next ? x + xoff + ITEM_TASK(t0 + SR_B) * L : NOPF, hi, lo, q);
+            if (L < SPAN_VEC) {
+                real f[NARROW_F];
+                narrow_load(x + xoff + ITEM_TASK(t0) * L, L, f, tr);
+                narrow_tile(tr, L, rms, hi, lo, q);
+            } else
+                short_rows_tile(x + xoff + ITEM_TASK(t0) * L, L, rms,
+                                next ? x + xoff + ITEM_TASK(t0 + SR_B) * L : NOPF, hi, lo, q);
             n    = SR_B;
             tile = 1;
         }
@@ -460,6 +585,16 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
         if (tile && flat) {
             short_rows_flat(x + xoff + ITEM_TASK(t0) * L, y + yoff + ITEM_TASK(t0) * L, L, hi, lo, q, gx, bx,
                             stream);
+            continue;
+        }
+        if (tile && L < SPAN_VEC) { /* fwd_apply's expression, a row per lane */
+            real16 h = vload16(0, hi), l = vload16(0, lo), k = vload16(0, q);
+            for (uint c = 0; c < (uint)L; ++c)
+                vstore16(((NARROW_T(tr, c) - h) - l) * (k * (gamma ? gamma[goff + c] : (real)1)) +
+                             (beta ? beta[boff + c] : (real)0),
+                         c, tr);
+            narrow_store(tr, L, y + yoff + ITEM_TASK(t0) * L,
+                         HAVE_NT && stream && ((ulong)(y + yoff + ITEM_TASK(t0) * L) & (sizeof(realv) - 1)) == 0);
             continue;
         }
         if (tile && L == SPAN_VEC) {
@@ -503,8 +638,9 @@ ALWAYS_INLINE inline void fwd_short_rows_l(__global const store_t *x, ulong xoff
     }
 }
 
-/* fwd_short_rows_l, with rows of one vector as a constant: their walks
- * and loops fold away. With the tile, layer norm 1048576x16 forward went
+/* fwd_short_rows_l, with rows of one vector, and rows of 8 (whose block
+ * is transposed in registers), as constants: their walks and loops fold
+ * away. With the tile, layer norm 1048576x16 forward went
  * from 0.67 to 0.39 ns per value on a 2-core Xeon, backward from 0.63 to
  * 0.42; rows of 32, 0.41 to 0.33 and 0.44 to 0.38. */
 inline void fwd_short_rows(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
@@ -514,6 +650,9 @@ inline void fwd_short_rows(__global const store_t *x, ulong xoff, __global store
 {
     if (L == SPAN_VEC)
         fwd_short_rows_l(x, xoff, y, yoff, gamma, goff, beta, boff, mean, moff, inv, ioff, R, SPAN_VEC, tpi,
+                         rms, eps, stream);
+    else if (L == 8)
+        fwd_short_rows_l(x, xoff, y, yoff, gamma, goff, beta, boff, mean, moff, inv, ioff, R, 8, tpi,
                          rms, eps, stream);
     else
         fwd_short_rows_l(x, xoff, y, yoff, gamma, goff, beta, boff, mean, moff, inv, ioff, R, L, tpi, rms,
@@ -1136,6 +1275,48 @@ inline void bwd_finish(__global const store_t *xr, __global const store_t *dyr, 
     }
 }
 
+#if SPAN_VEC == 16
+/* bwd_span_cols for a whole block of 16 rows shorter than a vector (its
+ * tails), a row per lane: the sums into sg and sy as the tile's sum2_total16
+ * gives them, x and dy transposed into tx and tdy for dx. With ca, the
+ * block's column sums as col_add1 takes them row after row, a column per
+ * lane. The same operations per value, so the same bits. */
+ALWAYS_INLINE inline void narrow_bwd_sums(__global const store_t *x, __global const store_t *dy,
+                                          __global const real *gamma, ulong goff, ulong L, const real *m,
+                                          const real *iv, __global real *ca, int rms, real *tx, real *tdy,
+                                          real *sg, real *sy)
+{
+    real fx[NARROW_F], fdy[NARROW_F];
+    narrow_load(x, L, fx, tx);
+    narrow_load(dy, L, fdy, tdy);
+    real16 mv = vload16(0, m), u1 = (real16)0, u2 = (real16)0;
+    for (uint c = 0; c < (uint)L; ++c) {
+        real16 dr = NARROW_T(tdy, c), xm = NARROW_T(tx, c) - mv;
+        real16 d  = gamma ? dr * gamma[goff + c] : dr;
+        u1 += d;
+        u2 = fma(d, xm, u2);
+    }
+    vstore16(sum2_total16((real16)0 + u1), 0, sg);
+    vstore16(sum2_total16((real16)0 + u2), 0, sy);
+    if (!ca)
+        return;
+    real16 pg = (real16)0, pb = (real16)0;
+    for (uint k = 0; k < 16; ++k) {
+        real16 dr = vload16(0, fdy + k * L), xh = (vload16(0, fx + k * L) - m[k]) * iv[k];
+        pg = k == 0 ? dr * xh : fma(dr, xh, pg);
+        pb = k == 0 ? dr : pb + dr;
+    }
+    real g[16], b[16];
+    vstore16(pg, 0, g);
+    vstore16(pb, 0, b);
+    for (uint j = 0; j < (uint)L; ++j) {
+        ca[j] = g[j];
+        if (!rms)
+            ca[L + j] = b[j];
+    }
+}
+#endif
+
 /* rn_bwd_items for rows of at most SHORT_ROWS values, as fwd_short_rows:
  * SR_B (= COL_BLOCK) rows at a time, their sums (and column block sums,
  * reading ahead the same row of the next block), their coefficients as
@@ -1173,6 +1354,9 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
     for (ulong j = 0; flat && j < L + SPAN_VEC; ++j)
         gx[j] = gamma ? gamma[goff + j % L] : (real)1;
 #endif
+#if SPAN_VEC == 16
+    real tx[16 * 15], tdy[16 * 15]; /* a block of rows shorter than a vector, transposed */
+#endif
     for (uint t0 = 0; t0 < tpi && ITEM_TASK(t0) < R; t0 += SR_B) {
         real m[SR_B], iv[SR_B], sg[SR_B], sy[SR_B];
         uint n = 0;
@@ -1188,16 +1372,21 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
             real   t1[SR_B], t2[SR_B];
             vstore16(rms ? (real16)0 : VLOADV(mean + moff + r0), 0, m);
             vstore16(VLOADV(inv + ioff + r0), 0, iv);
-            for (uint k = 0; k < SR_B; ++k) {
-                ulong e = (r0 + k) * L, f = (r0 + k + SR_B) * L;
-                bwd_span_cols(x + xoff + e, dy + dyoff + e, gamma, goff, L, 0, L, m[k], iv[k], ca, k == 0, rms,
-                              ca && next ? x + xoff + f : NOPF, ca && next ? dy + dyoff + f : NOPF, &a[k],
-                              &b[k], &t1[k], &t2[k]);
-            }
-            vstore16(sum2_total16(sum16x16(a) + vload16(0, t1)), 0, sg);
-            vstore16(sum2_total16(sum16x16(b) + vload16(0, t2)), 0, sy);
             n    = SR_B;
             tile = 1;
+            if (L < SPAN_VEC)
+                narrow_bwd_sums(x + xoff + r0 * L, dy + dyoff + r0 * L, gamma, goff, L, m, iv, ca, rms, tx, tdy, sg,
+                                sy);
+            else {
+                for (uint k = 0; k < SR_B; ++k) {
+                    ulong e = (r0 + k) * L, f = (r0 + k + SR_B) * L;
+                    bwd_span_cols(x + xoff + e, dy + dyoff + e, gamma, goff, L, 0, L, m[k], iv[k], ca, k == 0, rms,
+                                  ca && next ? x + xoff + f : NOPF, ca && next ? dy + dyoff + f : NOPF, &a[k],
+                                  &b[k], &t1[k], &t2[k]);
+                }
+                vstore16(sum2_total16(sum16x16(a) + vload16(0, t1)), 0, sg);
+                vstore16(sum2_total16(sum16x16(b) + vload16(0, t2)), 0, sy);
+            }
         }
 #endif
         for (; n < SR_B && t0 + n < tpi && ITEM_TASK(t0 + n) < R; ++n) {
@@ -1224,6 +1413,16 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
         if (tile && flat) {
             ulong e = ITEM_TASK(t0) * L;
             short_rows_flat_dx(x + xoff + e, dy + dyoff + e, dx + dxoff + e, L, m, sy, iv, sg, gx, stream);
+            n = 0; /* done: on to the column sums */
+        }
+        if (tile && L < SPAN_VEC) { /* bwd_finish's expression, a row per lane */
+            real16 mv = vload16(0, m), vv = vload16(0, iv), kw = vload16(0, sg), ky = vload16(0, sy);
+            for (uint c = 0; c < (uint)L; ++c)
+                vstore16((vv * (gamma ? gamma[goff + c] : (real)1)) * NARROW_T(tdy, c) - kw -
+                             (NARROW_T(tx, c) - mv) * ky,
+                         c, tx);
+            narrow_store(tx, L, dx + dxoff + ITEM_TASK(t0) * L,
+                         HAVE_NT && stream && ((ulong)(dx + dxoff + ITEM_TASK(t0) * L) & (sizeof(realv) - 1)) == 0);
             n = 0; /* done: on to the column sums */
         }
         if (tile && L == SPAN_VEC) { /* rows of one vector, as fwd_short_rows_l (2-7% faster) */
@@ -1262,7 +1461,8 @@ ALWAYS_INLINE inline void bwd_short_rows_l(__global const store_t *x, ulong xoff
     }
 }
 
-/* bwd_short_rows_l, with rows of one vector as a constant, as fwd_short_rows */
+/* bwd_short_rows_l, with rows of one vector and rows of 8 as constants, as
+ * fwd_short_rows */
 inline void bwd_short_rows(__global const store_t *x, ulong xoff, __global const store_t *dy, ulong dyoff,
                            __global store_t *dx, ulong dxoff, __global const real *gamma, ulong goff,
                            __global const real *mean, ulong moff, __global const real *inv, ulong ioff,
@@ -1271,6 +1471,9 @@ inline void bwd_short_rows(__global const store_t *x, ulong xoff, __global const
     if (L == SPAN_VEC)
         bwd_short_rows_l(x, xoff, dy, dyoff, dx, dxoff, gamma, goff, mean, moff, inv, ioff, R, SPAN_VEC, tpi,
                          rms, ca, stream);
+    else if (L == 8)
+        bwd_short_rows_l(x, xoff, dy, dyoff, dx, dxoff, gamma, goff, mean, moff, inv, ioff, R, 8, tpi, rms,
+                         ca, stream);
     else
         bwd_short_rows_l(x, xoff, dy, dyoff, dx, dxoff, gamma, goff, mean, moff, inv, ioff, R, L, tpi, rms,
                          ca, stream);

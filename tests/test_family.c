@@ -458,6 +458,13 @@ static fam_case row_cases[] = {
     ROWS("constant rows 50000x16", LN, 50000, 16, DATA_CONSTANT, AFF_BOTH),
     ROWS("constant x, dy 40000x16", LN, 40000, 16, DATA_CONST_ALL, AFF_BETA),
     ROWS("20001x49 beta only", LN, 20001, 49, DATA_NORMAL, AFF_BETA), /* vectors across rows */
+    /* rows shorter than a vector: 16 at a time, transposed (rows of 8 in
+     * registers, other lengths through memory) */
+    ROWS("20001x12 beta only", LN, 20001, 12, DATA_NORMAL, AFF_BETA),
+    ROWS("mean 1e4 30000x8 no affine", LN, 30000, 8, DATA_MEAN_1E4, AFF_NONE),
+    ROWS("constant rows 50000x8", LN, 50000, 8, DATA_CONSTANT, AFF_BOTH),
+    ROWS("constant x, dy 40000x5", LN, 40000, 5, DATA_CONST_ALL, AFF_BETA),
+    ROWS("33333x15", LN, 33333, 15, DATA_NORMAL, AFF_BOTH),
     /* every axis of a 4-D tensor, and the negative spellings */
     {"4-D axis 0", LN, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis 1", LN, 0, 4, {3, 5, 7, 11}, 1, 0, DATA_NORMAL, AFF_BOTH, 0},
@@ -503,6 +510,9 @@ static fam_case row_cases[] = {
     ROWS("100000x16", RMS, 100000, 16, DATA_NORMAL, AFF_BOTH),
     ROWS("20001x64 no gamma", RMS, 20001, 64, DATA_NORMAL, AFF_NONE),
     ROWS("zero rows 50000x16", RMS, 50000, 16, DATA_ZERO, AFF_BOTH),
+    ROWS("zero rows 50000x8", RMS, 50000, 8, DATA_ZERO, AFF_BOTH),
+    ROWS("20001x12 no gamma", RMS, 20001, 12, DATA_NORMAL, AFF_NONE),
+    ROWS("mean 1e4 30000x8", RMS, 30000, 8, DATA_MEAN_1E4, AFF_BOTH),
     {"4-D axis 0", RMS, 0, 4, {3, 5, 7, 11}, 0, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis 2", RMS, 0, 4, {3, 5, 7, 11}, 2, 0, DATA_NORMAL, AFF_BOTH, 0},
     {"4-D axis -3", RMS, 0, 4, {3, 5, 7, 11}, -3, 0, DATA_NORMAL, AFF_BOTH, 0},
@@ -1279,6 +1289,8 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
         ROWS("ln 4001x16", LN, 4001, 16, DATA_NORMAL, AFF_BOTH),   /* short rows, 16 at a time */
         ROWS("ln 999x64", LN, 999, 64, DATA_NORMAL, AFF_BETA),
         ROWS("ln 2001x49", LN, 2001, 49, DATA_NORMAL, AFF_BOTH),
+        ROWS("ln 4001x8", LN, 4001, 8, DATA_NORMAL, AFF_BOTH),   /* shorter than a vector */
+        ROWS("ln 3001x11", LN, 3001, 11, DATA_NORMAL, AFF_BETA),
         GNC("gn 2x12x9x9 G=3", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 12, 9, 9),
         ROWS("ln 2x100003", LN, 2, 100003, DATA_MEAN_1E4, AFF_BOTH),
         GNC("gn 2x9x9x12 G=3", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 9, 9, 12),
