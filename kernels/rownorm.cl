@@ -362,7 +362,9 @@ ALWAYS_INLINE inline void short_rows_tile(__global const store_t *x, ulong L, in
  * scatter and a gather) took most of the walk's time. */
 inline void tr_16x8(real16 *v)
 {
+#pragma unroll
     for (int s = 1; s < 8; s <<= 1)
+#pragma unroll
         for (int k = 0; k < 8; ++k)
             if (!(k & s)) {
                 real16 u = v[k], w = v[k | s];
@@ -373,7 +375,9 @@ inline void tr_16x8(real16 *v)
 
 inline void tr_8x16(real16 *v)
 {
+#pragma unroll
     for (int s = 4; s > 0; s >>= 1)
+#pragma unroll
         for (int k = 0; k < 8; ++k)
             if (!(k & s)) {
                 real16 e = v[k], o = v[k | s];
@@ -386,18 +390,21 @@ inline void tr_8x16(real16 *v)
 
 ALWAYS_INLINE inline void narrow_load(__global const store_t *x, ulong L, real *f, real *tr)
 {
-    for (uint k = 0; k < (uint)L; ++k)
-        vstore16(LOADV(x, k * 16), k, f);
-    vstore16((real16)0, 0, f + 16 * L);
     if (L == 8) {
         real16 v[8];
-        for (int k = 0; k < 8; ++k)
-            v[k] = vload16(k, f);
+        for (int k = 0; k < 8; ++k) {
+            v[k] = LOADV(x, k * 16);
+            vstore16(v[k], k, f);
+        }
+        vstore16((real16)0, 0, f + 16 * L);
         tr_16x8(v);
         for (int c = 0; c < 8; ++c)
             vstore16(v[c], c, tr);
         return;
     }
+    for (uint k = 0; k < (uint)L; ++k)
+        vstore16(LOADV(x, k * 16), k, f);
+    vstore16((real16)0, 0, f + 16 * L);
     for (uint c = 0; c < (uint)L; ++c) /* strided reads: gathers, not scatters */
         for (uint r = 0; r < 16; ++r)
             tr[c * 16 + r] = f[r * (uint)L + c];
