@@ -307,17 +307,100 @@ static FILE *chart;
 
 static double last_gbs; /* the last case's GB/s, for --native */
 
-static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
-                   double bytes, double frac_own)
+/* The performance targets, per class of case: the fraction of copy bandwidth a
+ * case must reach (tensors of TARGET_MB and more), or for the tiny shapes
+ * the most a call may take against one empty kernel's enqueue + finish. */
+#define TARGET_MB 50.0
+enum { T_BN_TRAIN, T_BN_INFER, T_BN_BWD, T_FAM_FWD, T_FAM_BWD, T_PERACT, T_TINY, T_CLASSES };
+static const struct {
+    const char *name;
+    double      goal;
+} target[T_CLASSES] = {
+    {"batch norm forward training", 0.80}, {"batch norm forward inference", 0.90},
+    {"batch norm backward", 0.75},         {"layer / RMS / group norm forward", 0.80},
+    {"layer / RMS / group norm backward", 0.75}, {"per-activation batch norm, all directions", 0.70},
+    {"tiny shapes: per call / empty kernel", 2.00},
+};
+/* per class, over the tensors of TARGET_MB and more [1] and over all [0]:
+ * cases, cases meeting the goal, the worst figure */
+static struct {
+    int    cases, met;
+    double worst;
+} tally[T_CLASSES][2];
+
+static int target_class(const char *op, const char *dir, double vs_empty)
 {
-    double gbs = bytes / sec / 1e9, frac = gbs / copy_gbs;
-    last_gbs   = gbs;
+    if (vs_empty > 0)
+        return T_TINY;
+    if (!strcmp(op, "bn-peract"))
+        return T_PERACT;
+    if (!strcmp(op, "bn"))
+        return !strcmp(dir, "fwd-train") ? T_BN_TRAIN : !strcmp(dir, "fwd-infer") ? T_BN_INFER : T_BN_BWD;
+    return !strcmp(dir, "fwd") ? T_FAM_FWD : T_FAM_BWD;
+}
+
+static void tally_case(int cls, double mb, double figure)
+{
+    int lower = cls == T_TINY; /* a latency ratio: lower is better */
+    int ok    = lower ? figure <= target[cls].goal : figure >= target[cls].goal;
+    for (int big = 0; big < 2; ++big) {
+        if (big && mb < TARGET_MB && cls != T_TINY)
+            continue;
+        if (!tally[cls][big].cases || (lower ? figure > tally[cls][big].worst : figure < tally[cls][big].worst))
+            tally[cls][big].worst = figure;
+        ++tally[cls][big].cases;
+        tally[cls][big].met += ok;
+    }
+}
+
+/* The targets block: per class, the cases of TARGET_MB and more, or where a
+ * class has none (per-activation: the suite's shapes are 8 and 16 MB) all of
+ * its cases, saying so. */
+static void print_targets(void)
+{
     if (fmt_csv)
-        printf("%s,%s,%s,%s,%.4f,%.2f,%.3f,%.3f\n", op, dir, layout, shape, sec * 1e3, gbs, frac, frac_own);
+        return;
+    if (fmt_json)
+        printf("\n], \"targets\": [\n");
+    else
+        printf("targets (fractions of copy bandwidth over fp32 tensors of %.0f MB and more; this run):\n",
+               TARGET_MB);
+    int first = 1;
+    for (int c = 0; c < T_CLASSES; ++c) {
+        int big = tally[c][1].cases > 0;
+        if (!tally[c][0].cases)
+            continue;
+        const char *scope = big ? "" : " (none of 50 MB or more: all sizes)";
+        if (fmt_json)
+            printf("%s    {\"class\": \"%s\", \"goal\": %.2f, \"cases\": %d, \"met\": %d, \"worst\": %.3f, "
+                   "\"all_sizes\": %s}",
+                   first ? "" : ",\n", target[c].name, target[c].goal, tally[c][big].cases, tally[c][big].met,
+                   tally[c][big].worst, big ? "false" : "true");
+        else
+            printf("  %-42s %s %.2f  worst %5.2f  %d of %d cases meet it%s\n", target[c].name,
+                   c == T_TINY ? "<=" : ">=", target[c].goal, tally[c][big].worst, tally[c][big].met,
+                   tally[c][big].cases, scope);
+        first = 0;
+    }
+}
+
+/* One row of the table. tensor_bytes: the input's size; vs_empty: for the
+ * tiny cases, a call's time over one empty kernel's (0 elsewhere). */
+static void report(const char *op, const char *dir, const char *layout, const char *shape, double sec,
+                   double bytes, double frac_own, double tensor_bytes, double vs_empty)
+{
+    double gbs = bytes / sec / 1e9, frac = gbs / copy_gbs, mb = tensor_bytes / 1e6;
+    last_gbs   = gbs;
+    int cls    = target_class(op, dir, vs_empty);
+    tally_case(cls, mb, cls == T_TINY ? vs_empty : frac);
+    if (fmt_csv)
+        printf("%s,%s,%s,%s,%.4f,%.2f,%.3f,%.3f,%.2f,%.3f\n", op, dir, layout, shape, sec * 1e3, gbs, frac,
+               frac_own, mb, vs_empty);
     else if (fmt_json)
         printf("%s    {\"op\": \"%s\", \"dir\": \"%s\", \"layout\": \"%s\", \"shape\": \"%s\", "
-               "\"ms\": %.4f, \"gbs\": %.2f, \"frac_copy\": %.3f, \"frac_own_copy\": %.3f}",
-               nrows ? ",\n" : "", op, dir, layout, shape, sec * 1e3, gbs, frac, frac_own);
+               "\"ms\": %.4f, \"gbs\": %.2f, \"frac_copy\": %.3f, \"frac_own_copy\": %.3f, "
+               "\"tensor_mb\": %.2f, \"vs_empty\": %.3f}",
+               nrows ? ",\n" : "", op, dir, layout, shape, sec * 1e3, gbs, frac, frac_own, mb, vs_empty);
     else
         printf("%-10s %-10s %-6s %-22s %10.3f %9.2f %7.2f %7.2f\n", op, dir, layout, shape, sec * 1e3, gbs, frac,
                frac_own);
@@ -376,7 +459,8 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
         double sec   = time_median(run_bn, &r);
         if (ab_var)
             ab_compare(run_bn, &r, op, dir_name[r.dir], lay, shape);
-        if (vs_empty && !fmt_csv && !fmt_json) {
+        double ratio = 0;
+        if (vs_empty) {
             /* per-call latency against one empty kernel's enqueue + finish,
              * alternated so that both see the same machine */
             kcall  c = {k_empty, 1, 1};
@@ -385,15 +469,17 @@ static void bench_bn(clnorm_bn_mode mode, clnorm_layout layout, size_t ndim, con
                 e += time_median(run_kernel, &c);
                 o += time_median(run_bn, &r);
             }
-            printf("latency %-10s %-10s %-6s %-14s  %.4f ms per call, empty kernel %.4f ms: %.2fx\n", op,
-                   dir_name[r.dir], lay, shape, o / 3 * 1e3, e / 3 * 1e3, o / e);
+            ratio = o / e;
+            if (!fmt_csv && !fmt_json)
+                printf("latency %-10s %-10s %-6s %-14s  %.4f ms per call, empty kernel %.4f ms: %.2fx\n", op,
+                       dir_name[r.dir], lay, shape, o / 3 * 1e3, e / 3 * 1e3, ratio);
         }
         double bytes = (r.dir == BWD || (r.dir == BWD_FROZEN)) ? 3.0 * n * 4 : 2.0 * n * 4;
         if (r.dir == BWD_FROZEN)
             bytes = 3.0 * n * 4; /* frozen with dgamma reads x too */
         int bwd = r.dir == BWD || r.dir == BWD_FROZEN;
         report(op, dir_name[r.dir], lay, shape, sec, bytes,
-               own_copy_frac(run_bn, &r, n, bwd, x, dy, bwd ? dx : y));
+               own_copy_frac(run_bn, &r, n, bwd, x, dy, bwd ? dx : y), n * 4.0, ratio);
     }
     clReleaseMemObject(x);
     clReleaseMemObject(y);
@@ -486,7 +572,7 @@ static void bench_norm(int group, const size_t *dims, size_t ndim, size_t groups
         if (ab_var)
             ab_compare(run_norm, &r, op, b ? "bwd" : "fwd", lay, shape);
         report(op, b ? "bwd" : "fwd", lay, shape, sec, (b ? 3.0 : 2.0) * n * 4,
-               own_copy_frac(run_norm, &r, n, b, x, dy, b ? dx : y));
+               own_copy_frac(run_norm, &r, n, b, x, dy, b ? dx : y), n * 4.0, 0);
     }
     cl_mem all[] = {x, y, dy, dx, v[0], v[1], v[2], v[3], sv[0], sv[1]};
     for (size_t i = 0; i < sizeof all / sizeof *all; ++i)
@@ -705,7 +791,7 @@ int main(int argc, char **argv)
         chart  = fd >= 0 ? fdopen(fd, "w") : NULL;
     }
     if (fmt_csv)
-        printf("op,dir,layout,shape,ms,gbs,frac_copy,frac_own_copy\n");
+        printf("op,dir,layout,shape,ms,gbs,frac_copy,frac_own_copy,tensor_mb,vs_empty\n");
     else if (fmt_json)
         printf("{\"device\": \"%s\", \"copy_gbs\": %.2f, \"read2write1_gbs\": %.2f, \"results\": [\n",
                info.name, copy_gbs, triad_gbs);
@@ -753,6 +839,7 @@ int main(int argc, char **argv)
     bench_norm(1, gn, 4, 32, CLNORM_NCHW);
     bench_norm(1, gn_last, 4, 32, CLNORM_NHWC);
     bench_latency();
+    print_targets();
 
 done:
     if (fmt_json)

@@ -4,7 +4,9 @@
 The machines this runs on are shared and noisy, so one run says little; this
 prints, per case, the range and the median over the runs of the fraction of
 copy bandwidth (each run against its own copy yardstick) and the median
-fraction of the copy on the case's own buffers, alternated with it.
+fraction of the copy on the case's own buffers, alternated with it; then the
+performance targets, judged on each case's median over the runs (as the
+bench's own targets block judges one run).
 
     for i in 1 2 3; do build/bench/clnorm_bench --csv > run$i.csv; done
     python3 bench/summarize.py run1.csv run2.csv run3.csv
@@ -12,6 +14,51 @@ fraction of the copy on the case's own buffers, alternated with it.
 import csv
 import statistics
 import sys
+
+TARGET_MB = 50.0
+# (class, goal, lower is better); as bench.c's target table
+TARGETS = [
+    ("batch norm forward training", 0.80, False),
+    ("batch norm forward inference", 0.90, False),
+    ("batch norm backward", 0.75, False),
+    ("layer / RMS / group norm forward", 0.80, False),
+    ("layer / RMS / group norm backward", 0.75, False),
+    ("per-activation batch norm, all directions", 0.70, False),
+    ("tiny shapes: per call / empty kernel", 2.00, True),
+]
+
+
+def target_class(op, direction, vs_empty):
+    if vs_empty > 0:
+        return 6
+    if op == "bn-peract":
+        return 5
+    if op == "bn":
+        return {"fwd-train": 0, "fwd-infer": 1}.get(direction, 2)
+    return 3 if direction == "fwd" else 4
+
+
+def print_targets(cases):
+    """cases: (op, dir, tensor MB, median fraction, median vs_empty)"""
+    print(f"targets (medians over the runs; fp32 tensors of {TARGET_MB:.0f} MB and more):")
+    for c, (name, goal, lower) in enumerate(TARGETS):
+        figs = {False: [], True: []}  # all sizes, big ones
+        for op, d, mb, frac, vs in cases:
+            if target_class(op, d, vs) != c:
+                continue
+            fig = vs if lower else frac
+            figs[False].append(fig)
+            if lower or mb >= TARGET_MB:
+                figs[True].append(fig)
+        big = bool(figs[True])
+        f = figs[big]
+        if not f:
+            continue
+        worst = max(f) if lower else min(f)
+        met = sum(1 for v in f if (v <= goal if lower else v >= goal))
+        scope = "" if big else " (none of 50 MB or more: all sizes)"
+        print(f"  {name:42s} {'<=' if lower else '>='} {goal:.2f}  worst {worst:5.2f}  "
+              f"{met} of {len(f)} cases meet it{scope}")
 
 
 def main(paths):
@@ -25,11 +72,19 @@ def main(paths):
             print(f"{path}: not the same cases as {paths[0]}", file=sys.stderr)
             return 1
     print(f"{'case':46s} {'x copy: min - max':>18s} {'median':>7s} {'x own':>7s}")
+    cases = []
     for i, k in enumerate(keys):
         fr = [float(run[i]["frac_copy"]) for run in runs]
         fs = [float(run[i]["frac_own_copy"]) for run in runs]
         print(f"{' '.join(k):46s} {min(fr):8.2f} - {max(fr):5.2f} "
               f"{statistics.median(fr):7.2f} {statistics.median(fs):7.2f}")
+        if "tensor_mb" in runs[0][i]:
+            vs = statistics.median(float(run[i]["vs_empty"]) for run in runs)
+            cases.append((k[0], k[1], float(runs[0][i]["tensor_mb"]), statistics.median(fr), vs))
+    if cases:
+        print_targets(cases)
+    else:
+        print("(no tensor_mb column: runs from an older bench; no targets block)")
     return 0
 
 
