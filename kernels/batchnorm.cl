@@ -1406,6 +1406,42 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
     NT_FENCE(stream);
 }
 
+/* Inference (and frozen dx) on CPUs with I > 1: a work-item walks rpw
+ * consecutive rows (o, c) of I values, one run through memory as a copy's
+ * is, the coefficients changing from row to row. bn_infer_fused's walk by
+ * channel jumps C*I values between rows, a fresh stream for the prefetchers
+ * every row, which cost a third of the bandwidth on rows of a few KB. The
+ * same arithmetic per value as bn_infer_fused: the same bits. */
+__kernel void bn_infer_flat(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            uint C, uint I, ulong rows, uint rpw, real eps,
+                            __global const real *rmean, ulong rmoff,
+                            __global const real *rvar, ulong rvoff,
+                            __global const real *gamma, ulong goff,
+                            __global const real *beta, ulong boff, int stream)
+{
+    ulong r0 = (ulong)get_global_id(0) * rpw;
+    if (r0 >= rows)
+        return;
+    ulong r1 = min(rows, r0 + rpw);
+    uint  c  = (uint)(r0 % C);
+    x += xoff;
+    y += yoff;
+    for (ulong r = r0; r < r1; ++r) {
+        real  inv  = (real)1 / sqrt(rvar[rvoff + c] + eps);
+        real  g    = gamma ? gamma[goff + c] : (real)1;
+        real4 k    = (real4)(rmean ? rmean[rmoff + c] : (real)0, (real)0, g * inv,
+                            beta ? beta[boff + c] : (real)0);
+        ulong base = r * I;
+        uint  i    = 0;
+        WALKV(i, I, y + base, stream, NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
+              bn_apply1(LOAD1(x, base + i), k));
+        for (; i < I; ++i)
+            STORE1(bn_apply1(LOAD1(x, base + i), k), y, base + i);
+        c = c + 1 == C ? 0 : c + 1;
+    }
+    NT_FENCE(stream);
+}
+
 /* ---- channels last, CPUs, fused: a work-item owns cw (<= 64) whole
  * channels (columns; C % 16 == 0; the last work-item may have fewer) and
  * walks all O rows of them twice: the statistics by two-pass blocks of

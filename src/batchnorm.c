@@ -27,7 +27,8 @@ enum {
     K_BWD_FUSED,
     K_INFER_FUSED,
     K_FWD_CFUSED,
-    K_BWD_CFUSED
+    K_BWD_CFUSED,
+    K_INFER_FLAT
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
@@ -518,6 +519,13 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
     return clnorm_seq_run(ctx, seq, k, cf ? 1 : 2, g, l);
 }
 
+/* Whether inference (and frozen dx) walks rows in memory order
+ * (bn_infer_flat): CPUs, channels first. */
+static int infer_flat(const clnorm_context *ctx, const bn_plan *p)
+{
+    return ctx->tune.cpu_style && p->I > 1 && !ctx->tune.no_flat;
+}
+
 /* y = gamma*(x - mean)/sqrt(var + eps) + beta from per-channel vectors as
  * one kernel; with x = dy, no mean and no beta it is the frozen dx. */
 static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
@@ -532,6 +540,21 @@ static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, c
     cl_ulong      xoff = x.offset, yoff = y.offset, moff = mean.offset, voff = var.offset;
     cl_ulong      goff = gamma.offset, boff = beta.offset;
     cl_int        stream = stream_out(ctx, d, p);
+    if (infer_flat(ctx, p)) {
+        /* CPUs: a work-item per run of rows in memory order, about 64 of
+         * them (a copy's best launch here is 128 work-items over 256 MB) */
+        cl_ulong rows = (cl_ulong)p->O * p->C;
+        cl_uint  rpw  = (cl_uint)clnorm_div_up(rows, 64);
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FLAT, &k));
+        clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(C),
+                              KARG(I),         KARG(rows), KARG(rpw),       KREAL(p, reps),
+                              KARG(mean.mem),  KARG(moff), KARG(var.mem),   KARG(voff),
+                              KARG(gamma.mem), KARG(goff), KARG(beta.mem),  KARG(boff),
+                              KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 18));
+        size_t g[1] = {clnorm_div_up(rows, rpw)}, l[1] = {1};
+        return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    }
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FUSED, &k));
     clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(O),
                           KARG(C),         KARG(I),    KREAL(p, reps),  KARG(mean.mem), KARG(moff),
@@ -652,7 +675,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     CHECK(check_vec(ctx, &p, "running_var", args->running_var, 1));
     CHECK(ready(ctx, desc));
     clnorm_seq seq;
-    if (p.fused) {
+    if (p.fused || infer_flat(ctx, &p)) {
         CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
         st = enqueue_infer_fused(ctx, &seq, desc, &p, args->x, args->y, args->running_mean,
                                  args->running_var, args->gamma, args->beta);
@@ -744,7 +767,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
 
     if (need_sums && need_x && (p.fused || p.cf_nv))
         return backward_fused(ctx, frozen, queue, desc, &p, args, nwait, wait, event);
-    if (!need_sums && p.fused) {
+    if (!need_sums && (p.fused || infer_flat(ctx, &p))) {
         /* frozen dx alone: gamma/sqrt(var + eps) * dy */
         clnorm_seq    seq;
         clnorm_buffer none = {NULL, 0};

@@ -280,6 +280,7 @@ static void choose_tuning(clnorm_context *ctx)
         cu = (size_t)ev;
     ctx->tune.cpu_style = cpu;
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
+    ctx->tune.no_flat   = getenv("CLNORM_NO_FLAT") != NULL;
     const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
     snprintf(ctx->tune.extra_options, sizeof ctx->tune.extra_options, "%s", opts ? opts : "");
     /* Streaming (non-temporal) stores for large outputs: on CPUs they skip

@@ -36,6 +36,7 @@ typedef struct clnorm_tuning {
     size_t   fuse_small_total;  /* tensors this small always take the fused kernel */
     size_t   cfuse_max_block;   /* channels-last fused (CPUs): bytes of one work-item's columns */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
+    int      no_flat;           /* CLNORM_NO_FLAT: inference by channel, not in memory order (A/B) */
     int      nt;                /* streaming stores built in (-DCLNORM_NT): clang-based CPU compilers */
     int      vcast;             /* vector loads/stores through element-aligned vector types
                                  * (-DCLNORM_VCAST): PoCL */

@@ -377,6 +377,100 @@ Test(bn, deterministic, .init = harness_init, .fini = harness_fini, .timeout = 6
     }
 }
 
+/* Inference and frozen dx alone, channels first, through buffers at odd
+ * element offsets: on CPUs these walk rows in memory order, a run of rows
+ * per work-item (655 rows here: the last work-item's run is part-full;
+ * rows of 63 values: a vector tail on every row, and streaming stores that
+ * start mid-line). Checked against the reference, the values before each
+ * offset untouched, and bitwise against a context made with CLNORM_NO_FLAT
+ * (the walk by channel, the same arithmetic per value). */
+static void infer_offsets_run(clnorm_context *ctx, const clnorm_bn_desc *d, cl_mem mx, cl_mem mv[4], cl_mem my,
+                              cl_mem mdx)
+{
+    clnorm_bn_args a;
+    memset(&a, 0, sizeof a);
+    a.x            = clnorm_buf(mx, 3);
+    a.y            = clnorm_buf(my, 5);
+    a.gamma        = clnorm_buf(mv[0], 2);
+    a.beta         = clnorm_buf(mv[1], 2);
+    a.running_mean = clnorm_buf(mv[2], 2);
+    a.running_var  = clnorm_buf(mv[3], 2);
+    clnorm_status st = clnorm_bn_forward_inference(ctx, H.q, d, &a, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "inference: %s", clnorm_last_error(ctx));
+    clnorm_bn_args f;
+    memset(&f, 0, sizeof f);
+    f.dy           = clnorm_buf(mx, 3);
+    f.dx           = clnorm_buf(mdx, 5);
+    f.gamma        = clnorm_buf(mv[0], 2);
+    f.running_mean = clnorm_buf(mv[2], 2);
+    f.running_var  = clnorm_buf(mv[3], 2);
+    st             = clnorm_bn_backward_frozen(ctx, H.q, d, &f, 0, NULL, NULL);
+    cr_assert_eq(st, CLNORM_SUCCESS, "backward_frozen dx alone: %s", clnorm_last_error(ctx));
+    clFinish(H.q);
+}
+
+Test(bn, inference_offsets_flat_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    size_t         dims[4] = {5, 131, 7, 9}, C = 131, n = 5 * 131 * 63;
+    clnorm_bn_desc d;
+    cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, dims), CLNORM_SUCCESS);
+    ref_view v = {.outer = 5, .channels = C, .inner = 63};
+    ref_rng  r = ref_rng_seed(99);
+    double  *x = dalloc(n + 3), *vec[4];
+    ref_fill_normal(&r, x, n + 3, 0.5, 2.0);
+    round_to_float(x, n + 3);
+    for (int i = 0; i < 4; ++i) {
+        vec[i] = dalloc(C + 2);
+        ref_fill_uniform(&r, vec[i], C + 2, i == 3 ? 0.5 : -1.0, i == 3 ? 2.0 : 1.0);
+        round_to_float(vec[i], C + 2);
+    }
+    cl_mem mx = dev_from_double(x, n + 3, 0), mv[4];
+    for (int i = 0; i < 4; ++i)
+        mv[i] = dev_from_double(vec[i], C + 2, 0);
+    cl_mem out[2][2]; /* [context][y, dx] */
+    clnorm_context *noflat = NULL;
+    setenv("CLNORM_NO_FLAT", "1", 1);
+    clnorm_status st = clnorm_context_create(H.cl, clnorm_context_device(H.ctx), &noflat);
+    unsetenv("CLNORM_NO_FLAT");
+    cr_assert_eq(st, CLNORM_SUCCESS, "second context: %s", clnorm_last_error(NULL));
+    for (int c = 0; c < 2; ++c) {
+        out[c][0] = dev_from_double(NULL, n + 5, NAN);
+        out[c][1] = dev_from_double(NULL, n + 5, NAN);
+        infer_offsets_run(c ? noflat : H.ctx, &d, mx, mv, out[c][0], out[c][1]);
+    }
+    double *ry = dalloc(n), *rdx = dalloc(n), *rdg = dalloc(C), *rdb = dalloc(C), *got = dalloc(n + 5);
+    ref_bn_forward_inference(v, x + 3, vec[0] + 2, vec[1] + 2, vec[2] + 2, vec[3] + 2, d.epsilon, ry);
+    ref_bn_backward_frozen(v, x + 3, x + 3, vec[0] + 2, vec[2] + 2, vec[3] + 2, d.epsilon, rdx, rdg, rdb);
+    for (int k = 0; k < 2; ++k) {
+        dev_to_double(out[0][k], n + 5, got);
+        for (size_t i = 0; i < 5; ++i)
+            cr_expect(isnan(got[i]), "%s: value %zu before the offset written", k ? "dx" : "y", i);
+        check_vec(k ? "frozen dx alone" : "inference y", "offsets 5x131x7x9", got + 5, k ? rdx : ry, n, 2e-5);
+        float *a = malloc((n + 5) * sizeof *a), *b = malloc((n + 5) * sizeof *b);
+        dev_read(out[0][k], (n + 5) * sizeof *a, a);
+        dev_read(out[1][k], (n + 5) * sizeof *b, b);
+        cr_expect(memcmp(a + 5, b + 5, n * sizeof *a) == 0, "%s: the flat walk and the walk by channel differ",
+                  k ? "dx" : "y");
+        free(a);
+        free(b);
+    }
+    clnorm_context_destroy(noflat);
+    for (int c = 0; c < 2; ++c)
+        for (int k = 0; k < 2; ++k)
+            clReleaseMemObject(out[c][k]);
+    clReleaseMemObject(mx);
+    for (int i = 0; i < 4; ++i) {
+        clReleaseMemObject(mv[i]);
+        free(vec[i]);
+    }
+    free(x);
+    free(ry);
+    free(rdx);
+    free(rdg);
+    free(rdb);
+    free(got);
+}
+
 /* The unbiased running variance is undefined for one value per channel:
  * a specific status, and nothing written. */
 Test(bn, single_value_unbiased_rejected, .init = harness_init, .fini = harness_fini)
