@@ -728,11 +728,18 @@ inline void cs_sums_add(__global real *s1, __global real *s2, __global real *c1,
 }
 
 /* state: s1[W], s2[W], c1[W], c2[W] (Neumaier sums) of this work-item.
- * Rows as bn_stats_cstream; segment s reads its means at mean + s*mstride. */
+ * Rows as bn_stats_cstream; segment s reads its means at mean + s*mstride.
+ * With dx (frozen batch norm, whose dx = a*dy needs no sums; W % 16 == 0,
+ * I == 1, the host checks): dx too, in the same walk, from the coefficient
+ * plane a at coef + 2*W (bn_coef_running's, bn_bwd_combine's for frozen:
+ * the same bits as bn_dx_cstream's a*((dy - 0) - 0*0)); so dy is read
+ * once, not twice. nt: streaming stores (dx vector-aligned). */
 __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global const store_t *dy,
                              ulong dyoff, __global const real *mean, ulong moff, uint O, uint W,
                              uint I, uint R, uint K, __global real4 *part, ulong poff,
-                             __global real *state, ulong soff, uint Sp, uint Kc, uint mstride)
+                             __global real *state, ulong soff, uint Sp, uint Kc, uint mstride,
+                             __global store_t *dx, ulong dxoff, __global const real *coef, ulong cofs,
+                             int nt)
 {
     uint k = get_global_id(0);
     if (k >= K)
@@ -740,6 +747,12 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
     CS_ROWS(k)
     x += xoff;
     dy += dyoff;
+    int wdx = dx != 0;
+    nt      = HAVE_NT && nt && wdx;
+    if (wdx) {
+        dx += dxoff;
+        coef += cofs + 2 * (ulong)W;
+    }
     mean += moff + (ulong)seg * mstride;
     part += poff + (ulong)k * W;
     __global real *s1 = state + soff + (ulong)k * 4 * W, *s2 = s1 + W, *c1 = s2 + W, *c2 = c1 + W;
@@ -803,6 +816,13 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
                 realv m2 = VLOADV(mean + j + v2), m3 = VLOADV(mean + j + v3);
                 realv a0 = (realv)0, a1 = (realv)0, a2 = (realv)0, a3 = (realv)0;
                 realv b0 = (realv)0, b1 = (realv)0, b2 = (realv)0, b3 = (realv)0;
+                realv k0 = (realv)0, k1 = (realv)0, k2 = (realv)0, k3 = (realv)0;
+                if (wdx) {
+                    k0 = VLOADV(coef + j);
+                    k1 = VLOADV(coef + j + v1);
+                    k2 = VLOADV(coef + j + v2);
+                    k3 = VLOADV(coef + j + v3);
+                }
                 for (uint r = 0; r < nb; ++r) {
                     ulong e = base + (ulong)r * W + j;
                     if (r < nbn) {
@@ -826,6 +846,17 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
                     b1 = fma(d1, LOADV(x, e + v1) - m1, b1);
                     b2 = fma(d2, LOADV(x, e + v2) - m2, b2);
                     b3 = fma(d3, LOADV(x, e + v3) - m3, b3);
+                    if (nt) {
+                        STOREV_NT(k0 * d0, dx, e);
+                        STOREV_NT(k1 * d1, dx, e + v1);
+                        STOREV_NT(k2 * d2, dx, e + v2);
+                        STOREV_NT(k3 * d3, dx, e + v3);
+                    } else if (wdx) {
+                        STOREV(k0 * d0, dx, e);
+                        STOREV(k1 * d1, dx, e + v1);
+                        STOREV(k2 * d2, dx, e + v2);
+                        STOREV(k3 * d3, dx, e + v3);
+                    }
                 }
 #if SPAN_VEC == 16
                 sums8_fold(s1, s2, c1, c2, j, a0.lo, b0.lo);
@@ -847,11 +878,16 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
             for (; j + SPAN_VEC <= W; j += SPAN_VEC) {
                 /* as the 8-wide loop below, SPAN_VEC columns at a time */
                 realv m = VLOADV(mean + j), a = (realv)0, b = (realv)0;
+                realv kd = wdx ? VLOADV(coef + j) : (realv)0;
                 for (uint r = 0; r < nb; ++r) {
                     ulong e = base + (ulong)r * W + j;
                     realv d = LOADV(dy, e);
                     a += d;
                     b = fma(d, LOADV(x, e) - m, b);
+                    if (nt)
+                        STOREV_NT(kd * d, dx, e);
+                    else if (wdx)
+                        STOREV(kd * d, dx, e);
                 }
 #if SPAN_VEC == 16
                 sums8_fold(s1, s2, c1, c2, j, a.lo, b.lo);
@@ -884,6 +920,7 @@ __kernel void bn_bwd_cstream(__global const store_t *x, ulong xoff, __global con
     }
     for (uint j = 0; j < W; ++j)
         part[j] = (real4)(s1[j], s2[j], c1[j], c2[j]);
+    NT_FENCE(nt);
 }
 
 /* I == 1: work-item t applies all channels to rows [t*rpw, t*rpw + rpw).

@@ -353,12 +353,16 @@ clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_c
         CHECK(clnorm_set_args(ctx, k, args, 12));
     } else if (pass == 'b') {
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, c->dtype, K_BWD_CSTREAM, &k));
+        cl_mem   dxm  = c->sums_dx ? c->out : NULL;
+        cl_ulong dxo  = c->sums_dx ? c->ooff : 0, cof = c->sums_dx ? c->cofs : 0;
+        cl_int   nt   = c->sums_dx ? c->stream : 0;
         clnorm_karg args[] = {KARG(c->x),    KARG(c->xoff), KARG(c->dy),   KARG(c->dyoff),
                               KARG(c->mean), KARG(c->moff), KARG(c->O),    KARG(c->W),
                               KARG(c->I),    KARG(c->R),    KARG(c->K),    KARG(c->ws),
                               KARG(c->poff), KARG(c->ws),   KARG(c->soff), KARG(c->Sp),
-                              KARG(c->Kc),   KARG(c->mstride)};
-        CHECK(clnorm_set_args(ctx, k, args, 18));
+                              KARG(c->Kc),   KARG(c->mstride), KARG(dxm),  KARG(dxo),
+                              KARG(c->ws),   KARG(cof),     KARG(nt)};
+        CHECK(clnorm_set_args(ctx, k, args, 23));
     } else if (pass == 'a') {
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, c->dtype, K_APPLY_CSTREAM, &k));
         clnorm_karg args[] = {KARG(c->x),    KARG(c->xoff),   KARG(c->out), KARG(c->ooff),
@@ -659,6 +663,29 @@ done:
     return clnorm_seq_end(&seq, st, event);
 }
 
+/* The coefficient planes (running mean, 0, gamma/sqrt(running var + eps),
+ * beta) into ws at wsoff: inference's, and frozen backward's when the sums
+ * walk writes dx (the a plane is bn_bwd_combine's for frozen, bit for bit). */
+static clnorm_status enqueue_coef_running(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
+                                          const bn_plan *p, const clnorm_bn_args *args, cl_mem ws,
+                                          size_t wsoff)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    cl_uint       C    = (cl_uint)p->C;
+    real_arg      reps = mk_real(p, d->epsilon);
+    cl_ulong      rmoff = args->running_mean.offset, rvoff = args->running_var.offset;
+    cl_ulong      goff = args->gamma.offset, boff = args->beta.offset, cofs = wsoff / p->psize;
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_COEF_RUNNING, &k));
+    clnorm_karg a[] = {KARG(C),          KREAL(p, reps),          KARG(args->running_mean.mem),
+                       KARG(rmoff),      KARG(args->running_var.mem), KARG(rvoff),
+                       KARG(args->gamma.mem), KARG(goff),         KARG(args->beta.mem),
+                       KARG(boff),       KARG(ws),                KARG(cofs)};
+    CHECK(clnorm_set_args(ctx, k, a, 12));
+    size_t lc = p->C < 64 ? p->C : 64, g[1] = {clnorm_round_up(p->C, lc)}, l[1] = {lc};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
 clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue queue,
                                           const clnorm_bn_desc *desc, const clnorm_bn_args *args,
                                           cl_uint nwait, const cl_event *wait, cl_event *event)
@@ -685,21 +712,7 @@ clnorm_status clnorm_bn_forward_inference(clnorm_context *ctx, cl_command_queue 
     size_t wsoff;
     CHECK(clnorm_get_scratch(ctx, args->workspace, p.coef_bytes, &ws, &wsoff));
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
-    {
-        cl_kernel k;
-        cl_uint   C    = (cl_uint)p.C;
-        real_arg  reps = mk_real(&p, desc->epsilon);
-        cl_ulong  rmoff = args->running_mean.offset, rvoff = args->running_var.offset;
-        cl_ulong  goff = args->gamma.offset, boff = args->beta.offset, cofs = wsoff / p.psize;
-        CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_COEF_RUNNING, &k));
-        clnorm_karg a[] = {KARG(C),          KREAL(&p, reps),          KARG(args->running_mean.mem),
-                           KARG(rmoff),      KARG(args->running_var.mem), KARG(rvoff),
-                           KARG(args->gamma.mem), KARG(goff),          KARG(args->beta.mem),
-                           KARG(boff),       KARG(ws),                 KARG(cofs)};
-        CHECK_SEQ(clnorm_set_args(ctx, k, a, 12));
-        size_t lc = p.C < 64 ? p.C : 64, g[1] = {clnorm_round_up(p.C, lc)}, l[1] = {lc};
-        CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
-    }
+    CHECK_SEQ(enqueue_coef_running(ctx, &seq, desc, &p, args, ws, wsoff));
     CHECK_SEQ(enqueue_apply(ctx, &seq, desc, &p, args, ws, wsoff));
 done:
     return clnorm_seq_end(&seq, st, event);
@@ -787,6 +800,9 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
     cl_ulong  moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
     cl_ulong  dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
     cl_ulong  poff = (wsoff + p.part_off) / (4 * p.psize), cofs = wsoff / p.psize;
+    /* frozen channels last on CPUs: the sums walk forms dx too (dy read once) */
+    int sums_dx = frozen && need_sums && p.stream && !p.rows && ctx->tune.cpu_style && p.I == 1 &&
+                  p.W % 16 == 0 && !ctx->tune.no_flat;
     cl_uint   O = (cl_uint)p.O, C = (cl_uint)p.C, I = (cl_uint)p.I, R = (cl_uint)p.R;
     cl_uint   S = (cl_uint)p.S, L = (cl_uint)p.L, K = need_sums ? (cl_uint)p.K : 0, W = (cl_uint)p.W;
     cl_uint   Ip = (cl_uint)p.Ip;
@@ -809,6 +825,16 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
                                 .x = xmem, .xoff = xoff, .dy = args->dy.mem, .dyoff = dyoff,
                                 .mean = mean.mem, .moff = moff, .I = I, .ws = ws, .poff = poff,
                                 .soff = (wsoff + p.state_off) / p.psize};
+            if (sums_dx) {
+                /* frozen: dx = a*dy in the same walk, a from the running
+                 * statistics (planes at cofs, rewritten alike by the combine) */
+                CHECK_SEQ(enqueue_coef_running(ctx, &seq, desc, &p, args, ws, wsoff));
+                c.sums_dx = 1;
+                c.out     = args->dx.mem;
+                c.ooff    = dxoff;
+                c.cofs    = cofs;
+                c.stream  = stream_out(ctx, desc, &p) && (dxoff * clnorm_dtype_size(desc->dtype)) % 64 == 0;
+            }
             CHECK_SEQ(clnorm_cs_run(ctx, &seq, &c, 'b'));
         } else {
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_COLS, &k));
@@ -834,7 +860,7 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
         size_t g[2], l[2];
         CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, combine_launch(ctx, p.C, g, l), g, l));
     }
-    {
+    if (!sums_dx) {
         cl_int use_x = !frozen;
         if (frozen) {
             xmem = args->dy.mem;

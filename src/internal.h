@@ -177,6 +177,7 @@ typedef struct clnorm_cstream {
     cl_ulong     poff, soff, cofs; /* partials (real4s), state and coefficients (reals) */
     cl_uint      I, mstride;       /* backward sums: inner size, means per segment */
     cl_int       stream, use_x, gform;
+    cl_int       sums_dx;          /* 'b' also writes dx = a*dy to out (frozen batch norm) */
 } clnorm_cstream;
 /* Enqueues one pass: 's' statistics partials, 'b' gradient sums, 'a' apply
  * (x to out), 'd' dx (out) (batchnorm.c). */

@@ -303,6 +303,10 @@ static bn_case cases[] = {
     /* C a multiple of 16 but not of 64: the last work-item owns fewer channels */
     {"per-activation 6x6x6x6x6", PA, NHWC, 5, {6, 6, 6, 6, 6}, DATA_NORMAL, 1, 1},
     {"NHWC 3x2x5x1040", SP, NHWC, 4, {3, 2, 5, 1040}, DATA_MEAN_1E4, 1, 1},
+    /* rows enough for the CPU column streams (not the one-kernel walk), C a
+     * multiple of 16: frozen backward forms dx in the gradient sums' walk */
+    {"NHWC 3x50x40x80", SP, NHWC, 4, {3, 50, 40, 80}, DATA_NORMAL, 1, 1},
+    {"mean 1e4 per-activation 9000x48", PA, NCHW, 2, {9000, 48}, DATA_MEAN_1E4, 1, 1},
 };
 
 ParameterizedTestParameters(bn, grid)
@@ -465,6 +469,100 @@ Test(bn, inference_offsets_flat_walk, .init = harness_init, .fini = harness_fini
     }
     free(x);
     free(ry);
+    free(rdx);
+    free(rdg);
+    free(rdb);
+    free(got);
+}
+
+/* Frozen backward with dgamma/dbeta, channels last, rows enough for the
+ * CPU column streams: dx comes out of the gradient sums' walk. With dx at
+ * offsets 16 (streaming stores, forced on for this small tensor) and 3 (plain
+ * stores), against the reference and bitwise against a context made with
+ * CLNORM_NO_FLAT (the separate dx pass). */
+Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    size_t         dims[4] = {2, 60, 60, 80}, C = 80, n = 2 * 60 * 60 * 80;
+    clnorm_bn_desc d;
+    cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, CLNORM_NHWC, 4, dims), CLNORM_SUCCESS);
+    ref_view v = {.outer = 2 * 60 * 60, .channels = C, .inner = 1};
+    ref_rng  r = ref_rng_seed(5);
+    double  *x = dalloc(n), *dy = dalloc(n), *vec[3];
+    ref_fill_normal(&r, x, n, 2.0, 1.5);
+    ref_fill_normal(&r, dy, n, 0.1, 1.0);
+    round_to_float(x, n);
+    round_to_float(dy, n);
+    for (int i = 0; i < 3; ++i) {
+        vec[i] = dalloc(C);
+        ref_fill_uniform(&r, vec[i], C, i == 2 ? 0.5 : -1.0, i == 2 ? 2.0 : 1.0);
+        round_to_float(vec[i], C);
+    }
+    double *rdx = dalloc(n), *rdg = dalloc(C), *rdb = dalloc(C), *got = dalloc(n + 16);
+    ref_bn_backward_frozen(v, x, dy, vec[0], vec[1], vec[2], d.epsilon, rdx, rdg, rdb);
+    cl_mem mx = dev_from_double(x, n, 0), mdy = dev_from_double(dy, n, 0), mv[3];
+    for (int i = 0; i < 3; ++i)
+        mv[i] = dev_from_double(vec[i], C, 0);
+    clnorm_context *cx[2];
+    setenv("CLNORM_STREAM_MIN_BYTES", "0", 1);
+    for (int c = 0; c < 2; ++c) {
+        if (c)
+            setenv("CLNORM_NO_FLAT", "1", 1);
+        clnorm_status st = clnorm_context_create(H.cl, clnorm_context_device(H.ctx), &cx[c]);
+        cr_assert_eq(st, CLNORM_SUCCESS, "context: %s", clnorm_last_error(NULL));
+    }
+    unsetenv("CLNORM_NO_FLAT");
+    unsetenv("CLNORM_STREAM_MIN_BYTES");
+    static const size_t offs[2] = {16, 3};
+    for (int o = 0; o < 2; ++o) {
+        size_t off = offs[o];
+        float *bits[2];
+        double gs[2][2 * 80];
+        for (int c = 0; c < 2; ++c) {
+            cl_mem         mdx = dev_from_double(NULL, n + off, NAN);
+            cl_mem         mdg = dev_from_double(NULL, C, NAN), mdb = dev_from_double(NULL, C, NAN);
+            clnorm_bn_args a;
+            memset(&a, 0, sizeof a);
+            a.x            = clnorm_buf(mx, 0);
+            a.dy           = clnorm_buf(mdy, 0);
+            a.dx           = clnorm_buf(mdx, off);
+            a.gamma        = clnorm_buf(mv[0], 0);
+            a.running_mean = clnorm_buf(mv[1], 0);
+            a.running_var  = clnorm_buf(mv[2], 0);
+            a.dgamma       = clnorm_buf(mdg, 0);
+            a.dbeta        = clnorm_buf(mdb, 0);
+            clnorm_status st = clnorm_bn_backward_frozen(cx[c], H.q, &d, &a, 0, NULL, NULL);
+            cr_assert_eq(st, CLNORM_SUCCESS, "backward_frozen: %s", clnorm_last_error(cx[c]));
+            clFinish(H.q);
+            dev_to_double(mdx, n + off, got);
+            for (size_t i = 0; i < off; ++i)
+                cr_expect(isnan(got[i]), "offset %zu: dx[%zu] before the offset written", off, i);
+            check_vec("frozen dx", c ? "separate dx pass" : "dx in the sums walk", got + off, rdx, n, 2e-5);
+            dev_to_double(mdg, C, gs[c]);
+            dev_to_double(mdb, C, gs[c] + C);
+            check_vec("frozen dgamma", "dx in the sums walk", gs[c], rdg, C, 1e-4);
+            check_vec("frozen dbeta", "dx in the sums walk", gs[c] + C, rdb, C, 1e-4);
+            bits[c] = malloc((n + off) * sizeof(float));
+            dev_read(mdx, (n + off) * sizeof(float), bits[c]);
+            clReleaseMemObject(mdx);
+            clReleaseMemObject(mdg);
+            clReleaseMemObject(mdb);
+        }
+        cr_expect(memcmp(bits[0], bits[1], (n + off) * sizeof(float)) == 0,
+                  "offset %zu: dx from the sums walk and from the dx pass differ", off);
+        cr_expect(memcmp(gs[0], gs[1], sizeof gs[0]) == 0, "offset %zu: dgamma/dbeta differ", off);
+        free(bits[0]);
+        free(bits[1]);
+    }
+    for (int c = 0; c < 2; ++c)
+        clnorm_context_destroy(cx[c]);
+    clReleaseMemObject(mx);
+    clReleaseMemObject(mdy);
+    for (int i = 0; i < 3; ++i) {
+        clReleaseMemObject(mv[i]);
+        free(vec[i]);
+    }
+    free(x);
+    free(dy);
     free(rdx);
     free(rdg);
     free(rdb);
