@@ -475,17 +475,20 @@ Test(bn, inference_offsets_flat_walk, .init = harness_init, .fini = harness_fini
     free(got);
 }
 
-/* Frozen backward with dgamma/dbeta, channels last, rows enough for the
- * CPU column streams: dx comes out of the gradient sums' walk. With dx at
- * offsets 16 (streaming stores, forced on for this small tensor) and 3 (plain
- * stores), against the reference and bitwise against a context made with
- * CLNORM_NO_FLAT (the separate dx pass). */
-Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
+/* Frozen backward with dgamma/dbeta: channels last with rows enough for
+ * the CPU column streams, where dx comes out of the gradient sums' walk
+ * (bitwise against a context made with CLNORM_NO_FLAT, the separate dx
+ * pass), and channels first through the one-kernel walk per channel. With
+ * dx at offsets 16 (streaming stores, forced on for this small tensor) and
+ * 3 (plain stores), against the reference. */
+static void frozen_dx_case(clnorm_layout layout)
 {
-    size_t         dims[4] = {2, 60, 60, 80}, C = 80, n = 2 * 60 * 60 * 80;
+    int            last = layout == CLNORM_NHWC;
+    size_t         C = 80, n = 2 * 60 * 60 * 80;
+    size_t         dims[4] = {2, last ? 60 : C, 60, last ? C : 60};
     clnorm_bn_desc d;
-    cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, CLNORM_NHWC, 4, dims), CLNORM_SUCCESS);
-    ref_view v = {.outer = 2 * 60 * 60, .channels = C, .inner = 1};
+    cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, layout, 4, dims), CLNORM_SUCCESS);
+    ref_view v = {.outer = last ? 2 * 60 * 60 : 2, .channels = C, .inner = last ? 1 : 60 * 60};
     ref_rng  r = ref_rng_seed(5);
     double  *x = dalloc(n), *dy = dalloc(n), *vec[3];
     ref_fill_normal(&r, x, n, 2.0, 1.5);
@@ -567,6 +570,12 @@ Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .ti
     free(rdg);
     free(rdb);
     free(got);
+}
+
+Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    frozen_dx_case(CLNORM_NHWC);
+    frozen_dx_case(CLNORM_NCHW);
 }
 
 /* The unbiased running variance is undefined for one value per channel:
