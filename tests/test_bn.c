@@ -381,6 +381,27 @@ Test(bn, deterministic, .init = harness_init, .fini = harness_fini, .timeout = 6
     }
 }
 
+/* A second context on H's device, made while the environment holds the
+ * given variables (pairs of name and value, NULL-terminated); they are
+ * removed again at once. */
+static clnorm_context *context_with_env(const char *const *vars)
+{
+    for (size_t i = 0; vars[i]; i += 2)
+        setenv(vars[i], vars[i + 1], 1);
+    clnorm_context *c  = NULL;
+    clnorm_status   st = clnorm_context_create(H.cl, clnorm_context_device(H.ctx), &c);
+    for (size_t i = 0; vars[i]; i += 2)
+        unsetenv(vars[i]);
+    cr_assert_eq(st, CLNORM_SUCCESS, "second context: %s", clnorm_last_error(NULL));
+    return c;
+}
+
+static void free_all(double **p, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        free(p[i]);
+}
+
 /* Inference and frozen dx alone, channels first, through buffers at odd
  * element offsets: on CPUs these walk rows in memory order, a run of rows
  * per work-item (655 rows here: the last work-item's run is part-full;
@@ -432,11 +453,7 @@ Test(bn, inference_offsets_flat_walk, .init = harness_init, .fini = harness_fini
     for (int i = 0; i < 4; ++i)
         mv[i] = dev_from_double(vec[i], C + 2, 0);
     cl_mem out[2][2]; /* [context][y, dx] */
-    clnorm_context *noflat = NULL;
-    setenv("CLNORM_NO_FLAT", "1", 1);
-    clnorm_status st = clnorm_context_create(H.cl, clnorm_context_device(H.ctx), &noflat);
-    unsetenv("CLNORM_NO_FLAT");
-    cr_assert_eq(st, CLNORM_SUCCESS, "second context: %s", clnorm_last_error(NULL));
+    clnorm_context *noflat = context_with_env((const char *const[]){"CLNORM_NO_FLAT", "1", NULL});
     for (int c = 0; c < 2; ++c) {
         out[c][0] = dev_from_double(NULL, n + 5, NAN);
         out[c][1] = dev_from_double(NULL, n + 5, NAN);
@@ -463,16 +480,10 @@ Test(bn, inference_offsets_flat_walk, .init = harness_init, .fini = harness_fini
         for (int k = 0; k < 2; ++k)
             clReleaseMemObject(out[c][k]);
     clReleaseMemObject(mx);
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 4; ++i)
         clReleaseMemObject(mv[i]);
-        free(vec[i]);
-    }
-    free(x);
-    free(ry);
-    free(rdx);
-    free(rdg);
-    free(rdb);
-    free(got);
+    double *hs[] = {x, ry, rdx, rdg, rdb, got, vec[0], vec[1], vec[2], vec[3]};
+    free_all(hs, sizeof hs / sizeof *hs);
 }
 
 /* Frozen backward with dgamma/dbeta: channels last with rows enough for
@@ -505,16 +516,9 @@ static void frozen_dx_case(clnorm_layout layout)
     cl_mem mx = dev_from_double(x, n, 0), mdy = dev_from_double(dy, n, 0), mv[3];
     for (int i = 0; i < 3; ++i)
         mv[i] = dev_from_double(vec[i], C, 0);
-    clnorm_context *cx[2];
-    setenv("CLNORM_STREAM_MIN_BYTES", "0", 1);
-    for (int c = 0; c < 2; ++c) {
-        if (c)
-            setenv("CLNORM_NO_FLAT", "1", 1);
-        clnorm_status st = clnorm_context_create(H.cl, clnorm_context_device(H.ctx), &cx[c]);
-        cr_assert_eq(st, CLNORM_SUCCESS, "context: %s", clnorm_last_error(NULL));
-    }
-    unsetenv("CLNORM_NO_FLAT");
-    unsetenv("CLNORM_STREAM_MIN_BYTES");
+    clnorm_context *cx[2] = {
+        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", NULL}),
+        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", "CLNORM_NO_FLAT", "1", NULL})};
     static const size_t offs[2] = {16, 3};
     for (int o = 0; o < 2; ++o) {
         size_t off = offs[o];
@@ -560,16 +564,10 @@ static void frozen_dx_case(clnorm_layout layout)
         clnorm_context_destroy(cx[c]);
     clReleaseMemObject(mx);
     clReleaseMemObject(mdy);
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 3; ++i)
         clReleaseMemObject(mv[i]);
-        free(vec[i]);
-    }
-    free(x);
-    free(dy);
-    free(rdx);
-    free(rdg);
-    free(rdb);
-    free(got);
+    double *hs[] = {x, dy, rdx, rdg, rdb, got, vec[0], vec[1], vec[2]};
+    free_all(hs, sizeof hs / sizeof *hs);
 }
 
 Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
