@@ -448,6 +448,10 @@ static fam_case row_cases[] = {
     ROWS("mean 1e4 777x2048", LN, 777, 2048, DATA_MEAN_1E4, AFF_BOTH),
     ROWS("1000x2056", LN, 1000, 2056, DATA_NORMAL, AFF_BOTH),
     ROWS("2x1000003 beta only", LN, 2, 1000003, DATA_NORMAL, AFF_BETA),
+    /* CPUs: whole rows longer than a statistics span (16 KB), the last
+     * span part full and ending off a vector */
+    ROWS("mean 1e4 40x10007", LN, 40, 10007, DATA_MEAN_1E4, AFF_BOTH),
+    {"40x10007 offsets", LN, 0, 2, {40, 10007}, -1, 0, DATA_NORMAL, AFF_BOTH, 1},
     /* CPUs take rows of whole vectors up to 128 values 16 at a time, their
      * horizontal sums transposed: row counts that leave a last block part
      * full, and rows of different means (every third constant) */
@@ -507,6 +511,8 @@ static fam_case row_cases[] = {
     ROWS("5001x40", RMS, 5001, 40, DATA_NORMAL, AFF_BOTH),
     ROWS("mean 1e4 7777x24", RMS, 7777, 24, DATA_MEAN_1E4, AFF_BOTH),
     ROWS("1001x520", RMS, 1001, 520, DATA_NORMAL, AFF_BOTH),
+    ROWS("mean 1e4 40x10007", RMS, 40, 10007, DATA_MEAN_1E4, AFF_BOTH),
+    {"40x10007 offsets", RMS, 0, 2, {40, 10007}, -1, 0, DATA_NORMAL, AFF_BOTH, 1},
     ROWS("100000x16", RMS, 100000, 16, DATA_NORMAL, AFF_BOTH),
     ROWS("20001x64 no gamma", RMS, 20001, 64, DATA_NORMAL, AFF_NONE),
     ROWS("zero rows 50000x16", RMS, 50000, 16, DATA_ZERO, AFF_BOTH),
@@ -546,6 +552,9 @@ static fam_case gn_cases[] = {
     GNC("mean 1e4 4x32x16x16 G=8", GN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 4, 32, 16, 16),
     GNC("mean 1e4 4x16x16x32 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 4, 16, 16, 32),
     GNC("mean 1e6 1x4x512x512 G=2", GN, NCHW, 4, DATA_MEAN_1E6, AFF_BOTH, 2, 1, 4, 512, 512),
+    /* channels first, groups of 20402 values over 64 rows: whole rows
+     * of several statistics spans with a part-full last one */
+    GNC("mean 1e4 8x16x101x101 G=8", GN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 8, 16, 101, 101),
     /* channels last with whole panels of vectors (C = 128) and many rows */
     GNC("mean 1e6 2x24x24x128 G=32", GN, NHWC, 4, DATA_MEAN_1E6, AFF_BOTH, 32, 2, 24, 24, 128),
     {"2x24x24x128 G=16 offsets", GN, NHWC, 4, {2, 24, 24, 128}, 0, 16, DATA_NORMAL, AFF_BOTH, 1},
