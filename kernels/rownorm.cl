@@ -118,7 +118,11 @@ inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
             ulong e = min(i1, i + SPAN), j = i;
             realv s1 = (realv)0, s2 = (realv)0;
             real  t1 = 0, t2 = 0;
+            /* the row's next span read ahead, as range_stats */
+            int pf = RS_PF && e < i1;
             for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
+                PREFETCH_R(pf ? dy + SPAN : NOPF, j);
+                PREFETCH_R(pf ? x + SPAN : NOPF, j);
                 realv d = LOADV(dy, j);
                 if (gamma)
                     d *= VLOADV(gamma + goff + j);
@@ -1215,8 +1219,10 @@ inline real4 bwd_range_cols(__global const store_t *x, __global const store_t *d
     for (ulong i = 0; i < L; i += SPAN) {
         realv s1, s2;
         real  t1, t2;
-        bwd_span_cols(x, dy, gamma, goff, L, i, min(L, i + SPAN), m, iv, ca, start, rms, pfx, pfdy, &s1, &s2,
-                      &t1, &t2);
+        /* with no unit to read ahead given, the row's next span */
+        int nx = RS_PF && !pfx && i + SPAN < L;
+        bwd_span_cols(x, dy, gamma, goff, L, i, min(L, i + SPAN), m, iv, ca, start, rms, nx ? x + SPAN : pfx,
+                      nx ? dy + SPAN : pfdy, &s1, &s2, &t1, &t2);
         acc = sum2_add(acc, (real2)(sumv(s1) + t1, sumv(s2) + t2));
     }
     return acc;
