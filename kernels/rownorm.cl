@@ -119,10 +119,11 @@ inline real4 bwd_range(__global const store_t *x, __global const store_t *dy,
             realv s1 = (realv)0, s2 = (realv)0;
             real  t1 = 0, t2 = 0;
             /* the row's next span read ahead, as range_stats */
-            int pf = RS_PF && e < i1;
+            __global const store_t *pfd = RS_PF && e < i1 ? dy + SPAN : NOPF;
+            __global const store_t *pfx = RS_PF && e < i1 ? x + SPAN : NOPF;
             for (; j + SPAN_VEC <= e; j += SPAN_VEC) {
-                PREFETCH_R(pf ? dy + SPAN : NOPF, j);
-                PREFETCH_R(pf ? x + SPAN : NOPF, j);
+                PREFETCH_R(pfd, j);
+                PREFETCH_R(pfx, j);
                 realv d = LOADV(dy, j);
                 if (gamma)
                     d *= VLOADV(gamma + goff + j);
