@@ -1479,6 +1479,216 @@ __kernel void bn_infer_flat(__global const store_t *x, ulong xoff, __global stor
     NT_FENCE(stream);
 }
 
+/* ---- channels first, CPUs, small maps (I of a few hundred values at most):
+ * a work-item owns cw consecutive channels and walks their slice in memory
+ * order, row by row: at each o the cw runs of I values lie side by side, one
+ * contiguous stretch of cw*I values. bn_fwd_fused's walk by channel reads
+ * runs of I values C*I apart, a new stream for the prefetchers every run and
+ * cache lines shared with the next channel's work-item; on (32,2048,7,7)
+ * that held it to a quarter of a copy. Three walks, the corrected two-pass
+ * of fused_stats per channel (sums, then deviations from the mean), then y;
+ * the host sizes cw so that the block (O*cw*I values) stays in L2 after the
+ * first. The per-channel state lives in local memory (a work-group is one
+ * work-item). */
+#ifndef BF_MAXC
+#define BF_MAXC 128
+#endif
+/* Read-ahead of the first walk: the block's next row, ahead of its use. */
+#ifndef BF_PF
+#define BF_PF 1
+#endif
+#define BF_LINE (64 / (uint)sizeof(store_t))
+
+/* Sum of the run of I values at p (I >= SPAN_VEC). */
+inline real bf_sum(__global const store_t *p, uint I)
+{
+    realv s = (realv)0;
+    real  t = 0;
+    uint  i = 0;
+    for (; i + SPAN_VEC <= I; i += SPAN_VEC)
+        s += LOADV(p, i);
+    for (; i < I; ++i)
+        t += LOAD1(p, i);
+    return sumv(s) + t;
+}
+
+/* Sums of deviations from m and of their squares over the run at p. */
+inline real2 bf_dev(__global const store_t *p, uint I, real m)
+{
+    realv d1 = (realv)0, d2 = (realv)0;
+    real  t1 = 0, t2 = 0;
+    uint  i  = 0;
+    for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
+        realv d = LOADV(p, i) - m;
+        d1 += d;
+        d2 = fma(d, d, d2);
+    }
+    for (; i < I; ++i) {
+        real d = LOAD1(p, i) - m;
+        t1 += d;
+        t2 = fma(d, d, t2);
+    }
+    return (real2)(sumv(d1) + t1, sumv(d2) + t2);
+}
+
+inline void bf_prefetch(__global const store_t *p, ulong n)
+{
+#if BF_PF
+    for (ulong j = 0; j < n; j += BF_LINE)
+        PREFETCH_R(p, j);
+#endif
+}
+
+__kernel void bn_fwd_bfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            uint O, uint C, uint I, uint cw, real M, real eps, real f, real bessel,
+                            __global const real *gamma, ulong goff,
+                            __global const real *beta, ulong boff,
+                            __global real *smean, ulong smoff,
+                            __global real *sinv, ulong sioff,
+                            __global real *rmean, ulong rmoff,
+                            __global real *rvar, ulong rvoff, int stream)
+{
+    __local real4 k[BF_MAXC];
+    uint          c0 = get_global_id(0) * cw;
+    if (c0 >= C)
+        return;
+    uint  n    = min(cw, C - c0);
+    ulong rs   = (ulong)C * I, nI = (ulong)n * I;
+    real  rn   = (real)O * (real)I, ri = (real)1 / rn;
+    x += xoff + (ulong)c0 * I;
+    y += yoff + (ulong)c0 * I;
+    for (uint c = 0; c < n; ++c)
+        k[c] = (real4)0;
+    for (uint o = 0; o < O; ++o) {
+        __global const store_t *row = x + o * rs;
+        if (o + 1 < O)
+            bf_prefetch(row + rs, nI);
+        for (uint c = 0; c < n; ++c)
+            k[c].x += bf_sum(row + (ulong)c * I, I);
+    }
+    for (uint c = 0; c < n; ++c)
+        k[c].x *= ri;
+    for (uint o = 0; o < O; ++o) {
+        __global const store_t *row = x + o * rs;
+        for (uint c = 0; c < n; ++c)
+            k[c].yz += bf_dev(row + (ulong)c * I, I, k[c].x);
+    }
+    for (uint c = 0; c < n; ++c) {
+        uint  cc   = c0 + c;
+        real  m    = k[c].x, ds = k[c].y;
+        real  var  = nonneg(k[c].z - ds * ds * ri) / M;
+        real  inv  = (real)1 / sqrt(var + eps);
+        real  g    = gamma ? gamma[goff + cc] : (real)1;
+        real  b    = beta ? beta[boff + cc] : (real)0;
+        real  mean = m + ds * ri;
+        k[c]       = (real4)(m, ds * ri, g * inv, b);
+        if (smean)
+            smean[smoff + cc] = mean;
+        if (sinv)
+            sinv[sioff + cc] = inv;
+        if (rmean)
+            rmean[rmoff + cc] = ((real)1 - f) * rmean[rmoff + cc] + f * mean;
+        if (rvar)
+            rvar[rvoff + cc] = ((real)1 - f) * rvar[rvoff + cc] + f * (var * bessel);
+    }
+    for (uint r = 0; r < O; ++r) {
+        ulong base = (ulong)SECOND_ROW(r) * rs;
+        for (uint c = 0; c < n; ++c, base += I) {
+            real4 kc = k[c];
+            uint  i  = 0;
+            WALKV(i, I, y + base, stream, NOPF, NOPF, bn_applyv(LOADV(x, base + i), kc),
+                  bn_apply1(LOAD1(x, base + i), kc));
+            for (; i < I; ++i)
+                STORE1(bn_apply1(LOAD1(x, base + i), kc), y, base + i);
+        }
+    }
+    NT_FENCE(stream);
+}
+
+/* Backward of the same walk: the gradient sums of each channel (compensated
+ * across rows, as bn_bwd_fused), then dx, both in memory order. */
+__kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                            ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint I,
+                            uint cw, real M, int frozen, real eps,
+                            __global const real *mean, ulong moff,
+                            __global const real *inv_src, ulong ioff,
+                            __global const real *gamma, ulong goff,
+                            __global real *dgamma, ulong dgoff,
+                            __global real *dbeta, ulong dboff, int stream)
+{
+    __local real4 k[BF_MAXC];
+    uint          c0 = get_global_id(0) * cw;
+    if (c0 >= C)
+        return;
+    uint  n  = min(cw, C - c0);
+    ulong rs = (ulong)C * I, nI = (ulong)n * I;
+    ulong sh = (ulong)c0 * I;
+    x += xoff + sh;
+    dy += dyoff + sh;
+    dx += dxoff + sh;
+    mean += moff + c0;
+    for (uint c = 0; c < n; ++c)
+        k[c] = (real4)0;
+    for (uint o = 0; o < O; ++o) {
+        ulong base = o * rs;
+        if (o + 1 < O) {
+            bf_prefetch(dy + base + rs, nI);
+            bf_prefetch(x + base + rs, nI);
+        }
+        for (uint c = 0; c < n; ++c, base += I) {
+            real  m = mean[c];
+            realv a = (realv)0, b = (realv)0;
+            real  ta = 0, tb = 0;
+            uint  i = 0;
+            for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
+                realv d = LOADV(dy, base + i);
+                a += d;
+                b = fma(d, LOADV(x, base + i) - m, b);
+            }
+            for (; i < I; ++i) {
+                real d = LOAD1(dy, base + i);
+                ta += d;
+                tb = fma(d, LOAD1(x, base + i) - m, tb);
+            }
+            k[c] = sum2_add(k[c], (real2)(sumv(a) + ta, sumv(b) + tb));
+        }
+    }
+    for (uint c = 0; c < n; ++c) {
+        uint cc   = c0 + c;
+        real m    = mean[c];
+        real sdy  = k[c].x + k[c].z;
+        real sdxm = k[c].y + k[c].w;
+        real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + cc] + eps) : inv_src[ioff + cc];
+        real g    = gamma ? gamma[goff + cc] : (real)1;
+        real dg   = inv * sdxm;
+        if (dgamma)
+            dgamma[dgoff + cc] = dg;
+        if (dbeta)
+            dbeta[dboff + cc] = sdy;
+        k[c] = frozen ? (real4)(m, (real)0, g * inv, (real)0) : (real4)(m, inv * dg / M, g * inv, sdy / M);
+    }
+    for (uint r = 0; r < O; ++r) {
+        ulong base = (ulong)SECOND_ROW(r) * rs;
+        for (uint c = 0; c < n; ++c, base += I) {
+            real4 kc = k[c];
+            uint  i  = 0;
+            if (frozen) {
+                WALKV(i, I, dx + base, stream, NOPF, NOPF, kc.z * LOADV(dy, base + i),
+                      kc.z * LOAD1(dy, base + i));
+                for (; i < I; ++i)
+                    STORE1(kc.z * LOAD1(dy, base + i), dx, base + i);
+                continue;
+            }
+            WALKV(i, I, dx + base, stream, NOPF, NOPF,
+                  bn_dxv(LOADV(dy, base + i), LOADV(x, base + i), kc),
+                  bn_dx1(LOAD1(dy, base + i), LOAD1(x, base + i), kc));
+            for (; i < I; ++i)
+                STORE1(bn_dx1(LOAD1(dy, base + i), LOAD1(x, base + i), kc), dx, base + i);
+        }
+    }
+    NT_FENCE(stream);
+}
+
 /* ---- channels last, CPUs, fused: a work-item owns cw (<= 64) whole
  * channels (columns; C % 16 == 0; the last work-item may have fewer) and
  * walks all O rows of them twice: the statistics by two-pass blocks of

@@ -28,12 +28,15 @@ enum {
     K_INFER_FUSED,
     K_FWD_CFUSED,
     K_BWD_CFUSED,
-    K_INFER_FLAT
+    K_INFER_FLAT,
+    K_FWD_BFUSED,
+    K_BWD_BFUSED
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
 
 #define COL_BLOCK 16
+#define BF_MAXC 128 /* matches the kernels' default */
 
 /* The tensor as (O, C, I) and how its reduction is split. */
 typedef struct bn_plan {
@@ -46,6 +49,8 @@ typedef struct bn_plan {
     int    fused;         /* one work-group per channel does the whole op */
     size_t cf_nv;         /* > 0: channels-last fused (CPUs), 16*cf_nv channels per work-item (the
                            * last one may have fewer) */
+    size_t bf_cw;         /* > 0: channels first, small maps, fused (CPUs): bf_cw channels per
+                           * work-item walked in memory order (the last one may have fewer) */
     size_t psize;         /* bytes of one parameter (float or double) */
 } bn_plan;
 
@@ -144,6 +149,18 @@ sized:
         size_t nv = 4;
         if (p->C / (16 * nv) >= par && p->O * 16 * nv * 4 <= t->cfuse_max_block)
             p->cf_nv = nv;
+    }
+    /* Channels first with small maps on a CPU: a work-item owns a block of
+     * channels whose slice fits L2 and walks it in memory order. */
+    if (t->cpu_style && p->rows && p->fused && !t->no_bfused && p->I <= t->bfuse_max_inner) {
+        size_t per = p->O * p->I * 4 * (dir == 'b' ? 2 : 1);
+        size_t cw  = per ? t->bfuse_max_block / per : 0;
+        if (cw > p->C / par)
+            cw = p->C / par;
+        if (cw > BF_MAXC)
+            cw = BF_MAXC;
+        if (cw >= 2)
+            p->bf_cw = cw;
     }
     p->coef_bytes  = align128(p->C * 4 * p->psize);
     p->part_off    = p->coef_bytes;
@@ -508,6 +525,20 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
     cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
     cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
     cl_int        stream = stream_out(ctx, d, p);
+    if (p->bf_cw) {
+        cl_uint cw = (cl_uint)p->bf_cw;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_FWD_BFUSED, &k));
+        clnorm_karg bargs[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
+                               KARG(O),          KARG(C),     KARG(I),          KARG(cw),
+                               KREAL(p, rM),     KREAL(p, reps), KREAL(p, rf),  KREAL(p, rb),
+                               KARG(a->gamma.mem), KARG(goff), KARG(a->beta.mem), KARG(boff),
+                               KARG(a->saved_mean.mem), KARG(smoff), KARG(a->saved_invstd.mem),
+                               KARG(sioff),      KARG(a->running_mean.mem), KARG(rmoff),
+                               KARG(a->running_var.mem), KARG(rvoff), KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, bargs, 25));
+        size_t g[1] = {clnorm_div_up(p->C, p->bf_cw)}, l[1] = {1};
+        return clnorm_seq_run(ctx, seq, k, 1, g, l);
+    }
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cf ? K_FWD_CFUSED : K_FWD_FUSED, &k));
     clnorm_karg args[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
                           KARG(O),          KARG(C),     KARG(I),          KREAL(p, rM),
@@ -737,6 +768,22 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
     cl_ulong      moff = mean.offset, ioff = inv.offset, goff = args->gamma.offset;
     cl_ulong      dgoff = args->dgamma.offset, dboff = args->dbeta.offset;
     cl_int        stream = stream_out(ctx, desc, p);
+    clnorm_seq    seq;
+    if (p->bf_cw) {
+        cl_uint cw = (cl_uint)p->bf_cw;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_BWD_BFUSED, &k));
+        clnorm_karg b[] = {KARG(args->x.mem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
+                           KARG(args->dx.mem), KARG(dxoff), KARG(O), KARG(C), KARG(I), KARG(cw),
+                           KREAL(p, rM), KARG(fz), KREAL(p, reps), KARG(mean.mem), KARG(moff),
+                           KARG(inv.mem), KARG(ioff), KARG(args->gamma.mem), KARG(goff),
+                           KARG(args->dgamma.mem), KARG(dgoff), KARG(args->dbeta.mem), KARG(dboff),
+                           KARG(stream)};
+        CHECK(clnorm_set_args(ctx, k, b, 24));
+        CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
+        size_t g[1] = {clnorm_div_up(p->C, p->bf_cw)}, l[1] = {1};
+        st = clnorm_seq_run(ctx, &seq, k, 1, g, l);
+        return clnorm_seq_end(&seq, st, event);
+    }
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, cf ? K_BWD_CFUSED : K_BWD_FUSED, &k));
     clnorm_karg a[] = {KARG(args->x.mem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),
                        KARG(args->dx.mem), KARG(dxoff), KARG(O), KARG(C), KARG(I), KREAL(p, rM),
@@ -744,7 +791,6 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
                        KARG(args->gamma.mem), KARG(goff), KARG(args->dgamma.mem), KARG(dgoff),
                        KARG(args->dbeta.mem), KARG(dboff), KARG(stream)};
     CHECK(clnorm_set_args(ctx, k, a, 23));
-    clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
     size_t g[3] = {cf ? clnorm_div_up(p->C, 16 * p->cf_nv) : 0}, l[3] = {1};
     if (!cf)

@@ -281,6 +281,7 @@ static void choose_tuning(clnorm_context *ctx)
     ctx->tune.cpu_style = cpu;
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
     ctx->tune.no_flat   = getenv("CLNORM_NO_FLAT") != NULL;
+    ctx->tune.no_bfused = getenv("CLNORM_NO_BFUSED") != NULL;
     const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
     snprintf(ctx->tune.extra_options, sizeof ctx->tune.extra_options, "%s", opts ? opts : "");
     /* Streaming (non-temporal) stores for large outputs: on CPUs they skip
@@ -314,6 +315,10 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.fuse_max_slice    = (size_t)1 << 19;
         ctx->tune.fuse_small_total  = (size_t)1 << 12;
         ctx->tune.cfuse_max_block   = (size_t)1 << 20;
+        ctx->tune.bfuse_max_inner   = 128;
+        ctx->tune.bfuse_max_block   = (size_t)1 << 18;
+        if (env_decimal("CLNORM_BFUSE_BLOCK", &ev) && ev <= ((size_t)1 << 30))
+            ctx->tune.bfuse_max_block = (size_t)ev;
     } else {
         size_t lx = 64;
         while (lx > 1 && lx > ctx->info.max_work_group_size)

@@ -307,6 +307,14 @@ static bn_case cases[] = {
      * multiple of 16: frozen backward forms dx in the gradient sums' walk */
     {"NHWC 3x50x40x80", SP, NHWC, 4, {3, 50, 40, 80}, DATA_NORMAL, 1, 1},
     {"mean 1e4 per-activation 9000x48", PA, NCHW, 2, {9000, 48}, DATA_MEAN_1E4, 1, 1},
+    /* channels first, small maps: CPUs walk blocks of channels in memory
+     * order (bn_fwd_bfused, bn_bwd_bfused); 70 channels leave the last
+     * work-item's block part-full, 8x16 is whole vectors, 6x6 and 5x9 end
+     * on a tail */
+    {"small maps mean 1e4 4x70x7x7", SP, NCHW, 4, {4, 70, 7, 7}, DATA_MEAN_1E4, 1, 1},
+    {"small maps outlier 5x48x8x16", SP, NCHW, 4, {5, 48, 8, 16}, DATA_OUTLIER_FIRST, 1, 1},
+    {"small maps mean 1e6 3x40x6x6", SP, NCHW, 4, {3, 40, 6, 6}, DATA_MEAN_1E6, 1, 1},
+    {"small maps constant 2x64x5x9", SP, NCHW, 4, {2, 64, 5, 9}, DATA_CONSTANT, 0, 1},
 };
 
 ParameterizedTestParameters(bn, grid)
@@ -483,6 +491,97 @@ Test(bn, inference_offsets_flat_walk, .init = harness_init, .fini = harness_fini
     for (int i = 0; i < 4; ++i)
         clReleaseMemObject(mv[i]);
     double *hs[] = {x, ry, rdx, rdg, rdb, got, vec[0], vec[1], vec[2], vec[3]};
+    free_all(hs, sizeof hs / sizeof *hs);
+}
+
+/* Training forward and backward, channels first with small maps, through
+ * buffers at element offsets and with streaming stores forced on: on CPUs
+ * the walk in memory order by blocks of channels (bn_fwd_bfused,
+ * bn_bwd_bfused), whose rows of 49 values start mid-vector at every
+ * channel. 75 channels: the last work-item's block is part-full. Against
+ * the reference, nothing before an offset written, and the same bits from
+ * a second call. */
+Test(bn, small_maps_offsets, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    size_t         C = 75, I = 49, n = 3 * 75 * 49, dims[4] = {3, 75, 7, 7};
+    clnorm_bn_desc d;
+    cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, dims), CLNORM_SUCCESS);
+    d.epsilon = 1e-5;
+    ref_view v = {.outer = 3, .channels = C, .inner = I};
+    ref_rng  r = ref_rng_seed(31);
+    double  *x = dalloc(n + 3), *dy = dalloc(n + 1), *g = dalloc(C + 2), *b = dalloc(C + 2);
+    ref_fill_normal(&r, x, n + 3, 1e4, 3.0);
+    ref_fill_normal(&r, dy, n + 1, 0.1, 1.0);
+    ref_fill_uniform(&r, g, C + 2, 0.5, 1.5);
+    ref_fill_uniform(&r, b, C + 2, -1.0, 1.0);
+    round_to_float(x, n + 3);
+    round_to_float(dy, n + 1);
+    round_to_float(g, C + 2);
+    round_to_float(b, C + 2);
+    double *ry = dalloc(n), *rm = dalloc(C), *ri = dalloc(C), *rdx = dalloc(n), *rdg = dalloc(C),
+           *rdb = dalloc(C), *got = dalloc(n + 16);
+    ref_bn_forward_training(v, x + 3, g + 2, b + 2, d.epsilon, 0.1, 1, ry, rm, ri, NULL, NULL);
+    cl_mem mx = dev_from_double(x, n + 3, 0), mdy = dev_from_double(dy, n + 1, 0);
+    cl_mem mg = dev_from_double(g, C + 2, 0), mb = dev_from_double(b, C + 2, 0);
+    clnorm_context *sc = context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", NULL});
+    float *bits[2];
+    for (int k = 0; k < 2; ++k) {
+        cl_mem my = dev_from_double(NULL, n + 16, NAN), mdx = dev_from_double(NULL, n + 5, NAN);
+        cl_mem msm = dev_from_double(NULL, C + 1, NAN), msi = dev_from_double(NULL, C + 1, NAN);
+        cl_mem mdg = dev_from_double(NULL, C, NAN), mdb = dev_from_double(NULL, C, NAN);
+        clnorm_bn_args a;
+        memset(&a, 0, sizeof a);
+        a.x            = clnorm_buf(mx, 3);
+        a.y            = clnorm_buf(my, 16);
+        a.gamma        = clnorm_buf(mg, 2);
+        a.beta         = clnorm_buf(mb, 2);
+        a.saved_mean   = clnorm_buf(msm, 1);
+        a.saved_invstd = clnorm_buf(msi, 1);
+        clnorm_status st = clnorm_bn_forward_training(sc, H.q, &d, &a, 0, NULL, NULL);
+        cr_assert_eq(st, CLNORM_SUCCESS, "forward_training: %s", clnorm_last_error(sc));
+        a.dy     = clnorm_buf(mdy, 1);
+        a.dx     = clnorm_buf(mdx, 5);
+        a.dgamma = clnorm_buf(mdg, 0);
+        a.dbeta  = clnorm_buf(mdb, 0);
+        st       = clnorm_bn_backward(sc, H.q, &d, &a, 0, NULL, NULL);
+        cr_assert_eq(st, CLNORM_SUCCESS, "backward: %s", clnorm_last_error(sc));
+        clFinish(H.q);
+        double gm[76], gi[76];
+        dev_to_double(msm, C + 1, gm);
+        dev_to_double(msi, C + 1, gi);
+        cr_expect(isnan(gm[0]) && isnan(gi[0]), "saved statistics written before their offset");
+        check_vec("saved mean", "small maps offsets", gm + 1, rm, C, 3e-7);
+        check_vec("saved invstd", "small maps offsets", gi + 1, ri, C, 1e-4);
+        dev_to_double(my, n + 16, got);
+        for (size_t i = 0; i < 16; ++i)
+            cr_expect(isnan(got[i]), "y[%zu] before the offset written", i);
+        check_vec("y", "small maps offsets", got + 16, ry, n, 2e-5);
+        ref_bn_backward(v, x + 3, dy + 1, g + 2, gm + 1, gi + 1, rdx, rdg, rdb);
+        dev_to_double(mdx, n + 5, got);
+        for (size_t i = 0; i < 5; ++i)
+            cr_expect(isnan(got[i]), "dx[%zu] before the offset written", i);
+        check_vec("dx", "small maps offsets", got + 5, rdx, n, 5e-5);
+        dev_to_double(mdg, C, got);
+        check_vec("dgamma", "small maps offsets", got, rdg, C, 1e-4);
+        dev_to_double(mdb, C, got);
+        check_vec("dbeta", "small maps offsets", got, rdb, C, 1e-4);
+        bits[k] = malloc((2 * n + 2 * C) * sizeof(float));
+        dev_read(my, n * sizeof(float), bits[k]); /* y's first n floats: offset and all */
+        dev_read(mdx, n * sizeof(float), bits[k] + n);
+        dev_read(msm, C * sizeof(float), bits[k] + 2 * n);
+        dev_read(msi, C * sizeof(float), bits[k] + 2 * n + C);
+        cl_mem all[] = {my, mdx, msm, msi, mdg, mdb};
+        for (size_t i = 0; i < 6; ++i)
+            clReleaseMemObject(all[i]);
+    }
+    cr_expect(memcmp(bits[0], bits[1], (2 * n + 2 * C) * sizeof(float)) == 0, "two calls differ");
+    free(bits[0]);
+    free(bits[1]);
+    clnorm_context_destroy(sc);
+    cl_mem all[] = {mx, mdy, mg, mb};
+    for (size_t i = 0; i < 4; ++i)
+        clReleaseMemObject(all[i]);
+    double *hs[] = {x, dy, g, b, ry, rm, ri, rdx, rdg, rdb, got};
     free_all(hs, sizeof hs / sizeof *hs);
 }
 

@@ -101,6 +101,9 @@ static dt_case cases[] = {
     {CLNORM_F16, CLNORM_NCHW, {2, 3, 40, 40}, 100.0}, {CLNORM_BF16, CLNORM_NCHW, {4, 6, 9, 11}, 0.5},
     {CLNORM_BF16, CLNORM_NHWC, {4, 9, 11, 6}, 0.5},   {CLNORM_F64, CLNORM_NCHW, {4, 6, 9, 11}, 0.5},
     {CLNORM_F64, CLNORM_NHWC, {4, 9, 11, 6}, 0.5},    {CLNORM_F64, CLNORM_NCHW, {2, 3, 40, 40}, 1e6},
+    /* channels first, small maps: CPUs' walk by blocks of channels */
+    {CLNORM_F16, CLNORM_NCHW, {4, 40, 7, 7}, 0.5},    {CLNORM_BF16, CLNORM_NCHW, {3, 50, 6, 6}, 0.5},
+    {CLNORM_F64, CLNORM_NCHW, {4, 40, 7, 7}, 1e6},
 };
 
 ParameterizedTestParameters(dtypes, bn)
