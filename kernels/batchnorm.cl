@@ -1231,6 +1231,35 @@ inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, uint tensors, int
     return ((ulong)(r + n - O) * C + c + 1) * I;
 }
 
+/* A channel's coefficients (mean hi, mean lo, gamma*invstd, beta) from its
+ * merged statistics; with out, its saved and running statistics written.
+ * A macro over the forward kernels' common parameter names. */
+inline real4 fwd_coef(real4 acc, uint c, int out, real M, real eps, real f, real bessel,
+                      __global const real *gamma, ulong goff, __global const real *beta, ulong boff,
+                      __global real *smean, ulong smoff, __global real *sinv, ulong sioff,
+                      __global real *rmean, ulong rmoff, __global real *rvar, ulong rvoff)
+{
+    real var = acc.w / M;
+    real inv = (real)1 / sqrt(var + eps);
+    real g   = gamma ? gamma[goff + c] : (real)1;
+    real b   = beta ? beta[boff + c] : (real)0;
+    if (out) {
+        real mean = acc.y + acc.z;
+        if (smean)
+            smean[smoff + c] = mean;
+        if (sinv)
+            sinv[sioff + c] = inv;
+        if (rmean)
+            rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
+        if (rvar)
+            rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
+    }
+    return (real4)(acc.y, acc.z, g * inv, b);
+}
+#define FWD_COEF(acc, c, out)                                                                  \
+    fwd_coef(acc, c, out, M, eps, f, bessel, gamma, goff, beta, boff, smean, smoff, sinv, sioff, \
+             rmean, rmoff, rvar, rvoff)
+
 __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                            uint O, uint C, uint I, real M, real eps, real f, real bessel,
                            __global const real *gamma, ulong goff,
@@ -1247,22 +1276,7 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
     x += xoff;
     y += yoff;
     real4 acc  = fused_stats(x, O, C, I, c, lane, sh);
-    real  var  = acc.w / M;
-    real  inv  = (real)1 / sqrt(var + eps);
-    real  g    = gamma ? gamma[goff + c] : (real)1;
-    real  b    = beta ? beta[boff + c] : (real)0;
-    real4 k    = (real4)(acc.y, acc.z, g * inv, b);
-    if (lane == 0) {
-        real mean = acc.y + acc.z;
-        if (smean)
-            smean[smoff + c] = mean;
-        if (sinv)
-            sinv[sioff + c] = inv;
-        if (rmean)
-            rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
-        if (rvar)
-            rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
-    }
+    real4 k    = FWD_COEF(acc, c, lane == 0);
     for (uint r = 0; r < O; ++r) {
         uint o = SECOND_ROW(r);
         ulong base = ((ulong)o * C + c) * I;
@@ -1276,6 +1290,54 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
             STORE8(bn_apply8(LOAD8(x, base + i), k), y, base + i);
         for (; i < I; ++i)
             STORE1(((LOAD1(x, base + i) - k.x) - k.y) * k.z + k.w, y, base + i);
+    }
+    NT_FENCE(stream);
+}
+
+/* ---- channels first, CPUs, slices over SLICE_TWO_PASS values: a work-item
+ * owns cw consecutive channels and pipelines them. While it writes channel
+ * c's y (the second walk, from cache), it reads channel c + 1's rows for
+ * their statistics, span by span. One channel's two walks are a read-only
+ * phase and a write phase, each leaving the other direction of the memory
+ * idle; interleaved they move data both ways at once, as a copy does. The
+ * statistics are fused_stats' spans merged in the same order, and y the
+ * same expression: the same bits as bn_fwd_fused. */
+__kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            uint O, uint C, uint I, uint cw, real M, real eps, real f, real bessel,
+                            __global const real *gamma, ulong goff,
+                            __global const real *beta, ulong boff,
+                            __global real *smean, ulong smoff,
+                            __global real *sinv, ulong sioff,
+                            __global real *rmean, ulong rmoff,
+                            __global real *rvar, ulong rvoff, int stream)
+{
+    __local real4 sh[1];
+    uint          c0 = get_global_id(0) * cw;
+    if (c0 >= C)
+        return;
+    uint  c1  = min(C, c0 + cw);
+    ulong rs  = (ulong)C * I;
+    x += xoff;
+    y += yoff;
+    real4 acc = fused_stats(x, O, C, I, c0, 0, sh);
+    for (uint c = c0; c < c1; ++c) {
+        real4 k    = FWD_COEF(acc, c, 1);
+        int   next = c + 1 < c1;
+        acc        = (real4)0;
+        for (uint r = 0; r < O; ++r) {
+            ulong                   base = (ulong)SECOND_ROW(r) * rs + (ulong)c * I;
+            __global const store_t *srow = x + (ulong)r * rs + (ulong)(c + 1) * I;
+            __global const store_t *spf  = r + 1 < O ? srow + rs : NOPF;
+            for (uint i0 = 0; i0 < I; i0 += SPAN) {
+                uint i1 = min(I, i0 + (uint)SPAN), i = i0;
+                WALKV(i, i1, y + base, stream, NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
+                      bn_apply1(LOAD1(x, base + i), k));
+                for (; i < i1; ++i)
+                    STORE1(bn_apply1(LOAD1(x, base + i), k), y, base + i);
+                if (next)
+                    acc = stat_merge(acc, stat_span(srow + i0, i1 - i0, spf ? spf + i0 : NOPF));
+            }
+        }
     }
     NT_FENCE(stream);
 }

@@ -30,13 +30,16 @@ enum {
     K_BWD_CFUSED,
     K_INFER_FLAT,
     K_FWD_BFUSED,
-    K_BWD_BFUSED
+    K_BWD_BFUSED,
+    K_FWD_PFUSED
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
 
 #define COL_BLOCK 16
 #define BF_MAXC 128 /* matches the kernels' default */
+#define SLICE_TWO_PASS 8192 /* matches the kernels' default */
+#define PF_BYTES (512 * 1024) /* matches the kernels' default */
 
 /* The tensor as (O, C, I) and how its reduction is split. */
 typedef struct bn_plan {
@@ -51,7 +54,10 @@ typedef struct bn_plan {
                            * last one may have fewer) */
     size_t bf_cw;         /* > 0: channels first, small maps, fused (CPUs): bf_cw channels per
                            * work-item walked in memory order (the last one may have fewer) */
+    size_t pf_cw;         /* > 0: channels first, large slices, fused (CPUs): pf_cw channels per
+                           * work-item, pipelined (the last one may have fewer) */
     size_t psize;         /* bytes of one parameter (float or double) */
+    size_t esize;         /* bytes of one tensor element */
 } bn_plan;
 
 /* Rows one work-item of the channels-last elementwise passes (CPUs) walks:
@@ -162,6 +168,20 @@ sized:
         if (cw >= 2)
             p->bf_cw = cw;
     }
+    /* Training forward, channels first, with slices over SLICE_TWO_PASS
+     * values on a CPU: a work-item owns a run of channels and reads the
+     * next one's rows while it writes this one's (about four work-items per
+     * compute unit). Not where the per-channel kernel's second walk, with
+     * streaming stores, prefetches the whole next slice (PF_BYTES):
+     * measured no better there. */
+    int stream = t->nt && p->total * p->esize >= t->nt_min_bytes;
+    if (t->cpu_style && p->rows && p->fused && !p->bf_cw && !t->no_pfused && dir == 'f' &&
+        p->O * p->I > SLICE_TWO_PASS && (!stream || p->O * p->I * p->esize > PF_BYTES)) {
+        size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
+        size_t cw = clnorm_div_up(p->C, 4 * cu);
+        if (cw >= 2)
+            p->pf_cw = cw;
+    }
     p->coef_bytes  = align128(p->C * 4 * p->psize);
     p->part_off    = p->coef_bytes;
     p->part_bytes  = align128(p->K * p->W * 4 * p->psize);
@@ -270,6 +290,7 @@ static clnorm_status check_desc(clnorm_context *ctx, const char *fn, const clnor
     p->I     = I;
     p->total = total;
     p->psize = clnorm_param_size(desc->dtype);
+    p->esize = clnorm_dtype_size(desc->dtype);
     plan_reduction(ctx, p, dir);
     return CLNORM_SUCCESS;
 }
@@ -525,9 +546,9 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
     cl_ulong      smoff = a->saved_mean.offset, sioff = a->saved_invstd.offset;
     cl_ulong      rmoff = a->running_mean.offset, rvoff = a->running_var.offset;
     cl_int        stream = stream_out(ctx, d, p);
-    if (p->bf_cw) {
-        cl_uint cw = (cl_uint)p->bf_cw;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_FWD_BFUSED, &k));
+    if (p->bf_cw || p->pf_cw) {
+        cl_uint cw = (cl_uint)(p->bf_cw ? p->bf_cw : p->pf_cw);
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, p->bf_cw ? K_FWD_BFUSED : K_FWD_PFUSED, &k));
         clnorm_karg bargs[] = {KARG(a->x.mem),   KARG(xoff),  KARG(a->y.mem),   KARG(yoff),
                                KARG(O),          KARG(C),     KARG(I),          KARG(cw),
                                KREAL(p, rM),     KREAL(p, reps), KREAL(p, rf),  KREAL(p, rb),
@@ -536,7 +557,7 @@ static clnorm_status enqueue_fwd_fused(clnorm_context *ctx, clnorm_seq *seq, con
                                KARG(sioff),      KARG(a->running_mean.mem), KARG(rmoff),
                                KARG(a->running_var.mem), KARG(rvoff), KARG(stream)};
         CHECK(clnorm_set_args(ctx, k, bargs, 25));
-        size_t g[1] = {clnorm_div_up(p->C, p->bf_cw)}, l[1] = {1};
+        size_t g[1] = {clnorm_div_up(p->C, cw)}, l[1] = {1};
         return clnorm_seq_run(ctx, seq, k, 1, g, l);
     }
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, cf ? K_FWD_CFUSED : K_FWD_FUSED, &k));
@@ -780,7 +801,7 @@ static clnorm_status backward_fused(clnorm_context *ctx, int frozen, cl_command_
                            KARG(stream)};
         CHECK(clnorm_set_args(ctx, k, b, 24));
         CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));
-        size_t g[1] = {clnorm_div_up(p->C, p->bf_cw)}, l[1] = {1};
+        size_t g[1] = {clnorm_div_up(p->C, cw)}, l[1] = {1};
         st = clnorm_seq_run(ctx, &seq, k, 1, g, l);
         return clnorm_seq_end(&seq, st, event);
     }

@@ -282,6 +282,7 @@ static void choose_tuning(clnorm_context *ctx)
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
     ctx->tune.no_flat   = getenv("CLNORM_NO_FLAT") != NULL;
     ctx->tune.no_bfused = getenv("CLNORM_NO_BFUSED") != NULL;
+    ctx->tune.no_pfused = getenv("CLNORM_NO_PFUSED") != NULL;
     const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
     snprintf(ctx->tune.extra_options, sizeof ctx->tune.extra_options, "%s", opts ? opts : "");
     /* Streaming (non-temporal) stores for large outputs: on CPUs they skip

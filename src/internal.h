@@ -37,6 +37,8 @@ typedef struct clnorm_tuning {
     size_t   cfuse_max_block;   /* channels-last fused (CPUs): bytes of one work-item's columns */
     size_t   bfuse_max_inner;   /* channels-first block walk (CPUs): largest I ... */
     size_t   bfuse_max_block;   /* ... and bytes of one work-item's block of slices */
+    int      no_pfused;         /* CLNORM_NO_PFUSED: large channels-first slices one channel per
+                                 * work-item, not pipelined (A/B) */
     int      no_bfused;         /* CLNORM_NO_BFUSED: small maps by channel, not in memory order (A/B) */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
     int      no_flat;           /* CLNORM_NO_FLAT: inference by channel, not in memory order (A/B) */

@@ -585,6 +585,98 @@ Test(bn, small_maps_offsets, .init = harness_init, .fini = harness_fini, .timeou
     free_all(hs, sizeof hs / sizeof *hs);
 }
 
+/* Channels first with slices over 8192 values: on CPUs a work-item owns a
+ * run of channels and reads the next one's rows while it writes this one's
+ * (bn_fwd_pfused). The same statistics in the same order as the kernel per
+ * channel: the same bits as a context made with CLNORM_NO_PFUSED, and the
+ * reference's values. (4,19,50,50): runs of 3 channels, the last one 1;
+ * (2,9,300,300) with streaming stores forced: slices of 720 KB, past the
+ * per-channel kernel's read-ahead, and y at an offset that starts mid-line. */
+static void pipelined_case(const size_t dims[4], int stream, size_t yoff)
+{
+    size_t         C = dims[1], I = dims[2] * dims[3], n = dims[0] * C * I;
+    clnorm_bn_desc d;
+    cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, CLNORM_NCHW, 4, dims), CLNORM_SUCCESS);
+    d.exp_avg_factor = 0.25;
+    ref_view v = {.outer = dims[0], .channels = C, .inner = I};
+    ref_rng  r = ref_rng_seed(77 + n);
+    double  *x = dalloc(n), *vec[4];
+    ref_fill_normal(&r, x, n, 1e4, 2.0);
+    x[0] = 3e4; /* an outlier first */
+    round_to_float(x, n);
+    for (int i = 0; i < 4; ++i) {
+        vec[i] = dalloc(C);
+        ref_fill_uniform(&r, vec[i], C, i == 3 ? 0.5 : -1.0, i == 3 ? 2.0 : 1.0);
+        round_to_float(vec[i], C);
+    }
+    double *ry = dalloc(n), *rm = dalloc(C), *ri = dalloc(C), *got = dalloc(n + yoff);
+    double *rrm = dalloc(C), *rrv = dalloc(C);
+    memcpy(rrm, vec[2], C * sizeof *rrm);
+    memcpy(rrv, vec[3], C * sizeof *rrv);
+    ref_bn_forward_training(v, x, vec[0], vec[1], d.epsilon, 0.25, 1, ry, rm, ri, rrm, rrv);
+    const char *sb = stream ? "0" : "1099511627776";
+    clnorm_context *cx[2] = {
+        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", sb, NULL}),
+        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", sb, "CLNORM_NO_PFUSED", "1", NULL})};
+    cl_mem mx = dev_from_double(x, n, 0), mg = dev_from_double(vec[0], C, 0), mb = dev_from_double(vec[1], C, 0);
+    float *bits[2];
+    for (int c = 0; c < 2; ++c) {
+        cl_mem my = dev_from_double(NULL, n + yoff, NAN), msm = dev_from_double(NULL, C, NAN);
+        cl_mem msi = dev_from_double(NULL, C, NAN), mrm = dev_from_double(vec[2], C, 0);
+        cl_mem mrv = dev_from_double(vec[3], C, 0);
+        clnorm_bn_args a;
+        memset(&a, 0, sizeof a);
+        a.x              = clnorm_buf(mx, 0);
+        a.y              = clnorm_buf(my, yoff);
+        a.gamma          = clnorm_buf(mg, 0);
+        a.beta           = clnorm_buf(mb, 0);
+        a.saved_mean     = clnorm_buf(msm, 0);
+        a.saved_invstd   = clnorm_buf(msi, 0);
+        a.running_mean   = clnorm_buf(mrm, 0);
+        a.running_var    = clnorm_buf(mrv, 0);
+        clnorm_status st = clnorm_bn_forward_training(cx[c], H.q, &d, &a, 0, NULL, NULL);
+        cr_assert_eq(st, CLNORM_SUCCESS, "forward_training: %s", clnorm_last_error(cx[c]));
+        clFinish(H.q);
+        const char *name = c ? "per channel" : "pipelined";
+        dev_to_double(my, n + yoff, got);
+        for (size_t i = 0; i < yoff; ++i)
+            cr_expect(isnan(got[i]), "%s: y[%zu] before the offset written", name, i);
+        check_vec("y", name, got + yoff, ry, n, 2e-5);
+        dev_to_double(msm, C, got);
+        check_vec("saved mean", name, got, rm, C, 3e-7);
+        dev_to_double(msi, C, got);
+        check_vec("saved invstd", name, got, ri, C, 1e-4);
+        dev_to_double(mrv, C, got);
+        check_vec("running var", name, got, rrv, C, 1e-4);
+        bits[c] = malloc((n + 4 * C) * sizeof(float));
+        dev_read(my, n * sizeof(float), bits[c]);
+        cl_mem vs[4] = {msm, msi, mrm, mrv};
+        for (int k = 0; k < 4; ++k)
+            dev_read(vs[k], C * sizeof(float), bits[c] + n + k * C);
+        cl_mem all[] = {my, msm, msi, mrm, mrv};
+        for (size_t i = 0; i < 5; ++i)
+            clReleaseMemObject(all[i]);
+    }
+    cr_expect(memcmp(bits[0], bits[1], (n + 4 * C) * sizeof(float)) == 0,
+              "(%zu,%zu,%zu,%zu): the pipelined walk and the walk by channel differ", dims[0], dims[1],
+              dims[2], dims[3]);
+    free(bits[0]);
+    free(bits[1]);
+    for (int c = 0; c < 2; ++c)
+        clnorm_context_destroy(cx[c]);
+    clReleaseMemObject(mx);
+    clReleaseMemObject(mg);
+    clReleaseMemObject(mb);
+    double *hs[] = {x, ry, rm, ri, got, rrm, rrv, vec[0], vec[1], vec[2], vec[3]};
+    free_all(hs, sizeof hs / sizeof *hs);
+}
+
+Test(bn, pipelined_same_bits, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    pipelined_case((const size_t[]){4, 19, 50, 50}, 0, 0);
+    pipelined_case((const size_t[]){2, 9, 300, 300}, 1, 5);
+}
+
 /* Frozen backward with dgamma/dbeta: channels last with rows enough for
  * the CPU column streams, where dx comes out of the gradient sums' walk
  * (bitwise against a context made with CLNORM_NO_FLAT, the separate dx

@@ -104,6 +104,9 @@ static dt_case cases[] = {
     /* channels first, small maps: CPUs' walk by blocks of channels */
     {CLNORM_F16, CLNORM_NCHW, {4, 40, 7, 7}, 0.5},    {CLNORM_BF16, CLNORM_NCHW, {3, 50, 6, 6}, 0.5},
     {CLNORM_F64, CLNORM_NCHW, {4, 40, 7, 7}, 1e6},
+    /* channels first, slices over 8192 values: CPUs' pipelined walk */
+    {CLNORM_F16, CLNORM_NCHW, {2, 12, 70, 70}, 0.5}, {CLNORM_BF16, CLNORM_NCHW, {2, 12, 70, 70}, 0.5},
+    {CLNORM_F64, CLNORM_NCHW, {2, 12, 70, 70}, 1e6},
 };
 
 ParameterizedTestParameters(dtypes, bn)
