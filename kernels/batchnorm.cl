@@ -1342,6 +1342,30 @@ __kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global stor
     NT_FENCE(stream);
 }
 
+/* dx's coefficients (mean, invstd*dgamma/M, gamma*invstd, dbeta/M; frozen:
+ * mean, 0, gamma*invstd, 0) of channel c from its compensated gradient sums
+ * acc; with out, dgamma and dbeta written. A macro over the backward
+ * kernels' common parameter names. */
+inline real4 bwd_coef(real4 acc, uint c, real m, int out, real M, int frozen, real eps,
+                      __global const real *inv_src, ulong ioff, __global const real *gamma, ulong goff,
+                      __global real *dgamma, ulong dgoff, __global real *dbeta, ulong dboff)
+{
+    real sdy  = acc.x + acc.z;
+    real sdxm = acc.y + acc.w;
+    real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + c] + eps) : inv_src[ioff + c];
+    real g    = gamma ? gamma[goff + c] : (real)1;
+    real dg   = inv * sdxm;
+    if (out) {
+        if (dgamma)
+            dgamma[dgoff + c] = dg;
+        if (dbeta)
+            dbeta[dboff + c] = sdy;
+    }
+    return frozen ? (real4)(m, (real)0, g * inv, (real)0) : (real4)(m, inv * dg / M, g * inv, sdy / M);
+}
+#define BWD_COEF(acc, c, m, out)                                                                 \
+    bwd_coef(acc, c, m, out, M, frozen, eps, inv_src, ioff, gamma, goff, dgamma, dgoff, dbeta, dboff)
+
 __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const store_t *dy,
                            ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint I,
                            real M, int frozen, real eps,
@@ -1427,18 +1451,7 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
 #if LX > 1
     acc = lanes_sums(acc, lane, sh);
 #endif
-    real sdy  = acc.x + acc.z;
-    real sdxm = acc.y + acc.w;
-    real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + c] + eps) : inv_src[ioff + c];
-    real g    = gamma ? gamma[goff + c] : (real)1;
-    real dg   = inv * sdxm;
-    if (lane == 0) {
-        if (dgamma)
-            dgamma[dgoff + c] = dg;
-        if (dbeta)
-            dbeta[dboff + c] = sdy;
-    }
-    real4 k = frozen ? (real4)(m, (real)0, g * inv, (real)0) : (real4)(m, inv * dg / M, g * inv, sdy / M);
+    real4 k = BWD_COEF(acc, c, m, lane == 0);
     for (uint r = 0; r < O; ++r) {
         uint o = SECOND_ROW(r);
         ulong base = ((ulong)o * C + c) * I;
@@ -1636,22 +1649,8 @@ __kernel void bn_fwd_bfused(__global const store_t *x, ulong xoff, __global stor
             k[c].yz += bf_dev(row + (ulong)c * I, I, k[c].x);
     }
     for (uint c = 0; c < n; ++c) {
-        uint  cc   = c0 + c;
-        real  m    = k[c].x, ds = k[c].y;
-        real  var  = nonneg(k[c].z - ds * ds * ri) / M;
-        real  inv  = (real)1 / sqrt(var + eps);
-        real  g    = gamma ? gamma[goff + cc] : (real)1;
-        real  b    = beta ? beta[boff + cc] : (real)0;
-        real  mean = m + ds * ri;
-        k[c]       = (real4)(m, ds * ri, g * inv, b);
-        if (smean)
-            smean[smoff + cc] = mean;
-        if (sinv)
-            sinv[sioff + cc] = inv;
-        if (rmean)
-            rmean[rmoff + cc] = ((real)1 - f) * rmean[rmoff + cc] + f * mean;
-        if (rvar)
-            rvar[rvoff + cc] = ((real)1 - f) * rvar[rvoff + cc] + f * (var * bessel);
+        real ds = k[c].y;
+        k[c]    = FWD_COEF((real4)(rn, k[c].x, ds * ri, nonneg(k[c].z - ds * ds * ri)), c0 + c, 1);
     }
     for (uint r = 0; r < O; ++r) {
         ulong base = (ulong)SECOND_ROW(r) * rs;
@@ -1715,20 +1714,8 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
             k[c] = sum2_add(k[c], (real2)(sumv(a) + ta, sumv(b) + tb));
         }
     }
-    for (uint c = 0; c < n; ++c) {
-        uint cc   = c0 + c;
-        real m    = mean[c];
-        real sdy  = k[c].x + k[c].z;
-        real sdxm = k[c].y + k[c].w;
-        real inv  = frozen ? (real)1 / sqrt(inv_src[ioff + cc] + eps) : inv_src[ioff + cc];
-        real g    = gamma ? gamma[goff + cc] : (real)1;
-        real dg   = inv * sdxm;
-        if (dgamma)
-            dgamma[dgoff + cc] = dg;
-        if (dbeta)
-            dbeta[dboff + cc] = sdy;
-        k[c] = frozen ? (real4)(m, (real)0, g * inv, (real)0) : (real4)(m, inv * dg / M, g * inv, sdy / M);
-    }
+    for (uint c = 0; c < n; ++c)
+        k[c] = BWD_COEF(k[c], c0 + c, mean[c], 1);
     for (uint r = 0; r < O; ++r) {
         ulong base = (ulong)SECOND_ROW(r) * rs;
         for (uint c = 0; c < n; ++c, base += I) {
