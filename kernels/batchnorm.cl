@@ -1752,6 +1752,105 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
 #ifndef CF_RA
 #define CF_RA 2
 #endif
+/* The statistics walk of the channels-last fused kernels: the nv vectors of
+ * columns from x (row stride C) over O rows, by two-pass blocks of COL_BLOCK
+ * rows merged into the running (hi + lo, m2), read ahead CF_RA blocks. */
+#define CF_STATS_WALK(x, O, C, nv, hi, lo, m2)                                                          \
+    do {                                                                                                \
+        real  n = 0;                                                                                    \
+        for (uint o = 0; o < O; o += COL_BLOCK) {                                                       \
+            uint nb = min((uint)COL_BLOCK, O - o);                                                      \
+            real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;              \
+            __global const store_t *p = x + (ulong)o * C;                                               \
+            __global const store_t *pn =                                                                \
+                o + (CF_RA + 1) * COL_BLOCK <= O ? p + (ulong)CF_RA * COL_BLOCK * C : NOPF;             \
+            _Pragma("unroll")                                                                           \
+            for (uint v = 0; v < CF_MAXV; ++v) {                                                        \
+                if (v < nv) {                                                                           \
+                    uint  j = v * SPAN_VEC;                                                             \
+                    realv s = (realv)0;                                                                 \
+                    for (uint r = 0; r < nb; ++r) {                                                     \
+                        PREFETCH_R(pn, (ulong)r * C + j);                                               \
+                        s += LOADV(p, (ulong)r * C + j);                                                \
+                    }                                                                                   \
+                    realv m  = s * ri;                                                                  \
+                    realv d1 = (realv)0, d2 = (realv)0;                                                 \
+                    for (uint r = 0; r < nb; ++r) {                                                     \
+                        realv d = LOADV(p, (ulong)r * C + j) - m;                                       \
+                        d1 += d;                                                                        \
+                        d2 = fma(d, d, d2);                                                             \
+                    }                                                                                   \
+                    realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);                              \
+                    if (n == (real)0) {                                                                 \
+                        hi[v] = m;                                                                      \
+                        lo[v] = blo;                                                                    \
+                        m2[v] = bm2;                                                                    \
+                    } else {                                                                            \
+                        realv delta = (m - hi[v]) + (blo - lo[v]);                                      \
+                        m2[v] += bm2 + delta * delta * wa;                                              \
+                        realv t = lo[v] + delta * wb, sm = hi[v] + t, bb = sm - hi[v];                  \
+                        lo[v]   = (hi[v] - (sm - bb)) + (t - bb);                                       \
+                        hi[v]   = sm;                                                                   \
+                    }                                                                                   \
+                }                                                                                       \
+            }                                                                                           \
+            n = nn;                                                                                     \
+        }                                                                                               \
+    } while (0)
+
+/* The output walk of the channels-last fused kernels: out = VAL (an
+ * expression of the element index e and the vector v) over the nv vectors
+ * of columns, rows in reverse order (the last read first: still cached). */
+#define CF_OUT_WALK(out, O, C, nv, stream, VAL)                                                         \
+    do {                                                                                                \
+        int nt = HAVE_NT && (stream) && ((ulong)(out) & (sizeof(realv) - 1)) == 0;                      \
+        for (uint r = 0; r < O; ++r) {                                                                  \
+            ulong base = (ulong)(O - 1 - r) * C;                                                        \
+            _Pragma("unroll") for (uint v = 0; v < CF_MAXV; ++v)                                        \
+            {                                                                                           \
+                if (v < nv) {                                                                           \
+                    ulong e   = base + v * SPAN_VEC;                                                    \
+                    realv val = VAL;                                                                    \
+                    if (nt)                                                                             \
+                        STOREV_NT(val, out, e);                                                         \
+                    else                                                                                \
+                        STOREV(val, out, e);                                                            \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+        NT_FENCE(nt);                                                                                   \
+    } while (0)
+
+/* The backward sums walk of the channels-last fused kernels: per column,
+ * sum dy into s1/c1 and sum dy*(x - m) into s2/c2, plain over a block of
+ * COL_BLOCK rows and compensated across blocks, read ahead as above. */
+#define CF_SUMS_WALK(x, dy, O, C, nv, m, s1, c1, s2, c2)                                                \
+    do {                                                                                                \
+        for (uint o = 0; o < O; o += COL_BLOCK) {                                                       \
+            uint  nb   = min((uint)COL_BLOCK, O - o);                                                   \
+            ulong base = (ulong)o * C;                                                                  \
+            int   pf   = o + (CF_RA + 1) * COL_BLOCK <= O;                                              \
+            __global const store_t *pdy = pf ? dy + (ulong)CF_RA * COL_BLOCK * C : NOPF;                \
+            __global const store_t *px  = pf ? x + (ulong)CF_RA * COL_BLOCK * C : NOPF;                 \
+            _Pragma("unroll") for (uint v = 0; v < CF_MAXV; ++v)                                        \
+            {                                                                                           \
+                if (v < nv) {                                                                           \
+                    realv a = (realv)0, b = (realv)0;                                                   \
+                    for (uint r = 0; r < nb; ++r) {                                                     \
+                        ulong e = base + (ulong)r * C + v * SPAN_VEC;                                   \
+                        PREFETCH_R(pdy, e);                                                             \
+                        PREFETCH_R(px, e);                                                              \
+                        realv d = LOADV(dy, e);                                                         \
+                        a += d;                                                                         \
+                        b = fma(d, LOADV(x, e) - m[v], b);                                              \
+                    }                                                                                   \
+                    sumv_add(&s1[v], &c1[v], a);                                                        \
+                    sumv_add(&s2[v], &c2[v], b);                                                        \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    } while (0)
+
 __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                             uint O, uint C, uint cw, real M, real eps, real f, real bessel,
                             __global const real *gamma, ulong goff,
@@ -1768,44 +1867,7 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
     x += xoff + j0;
     y += yoff + j0;
     realv hi[CF_MAXV], lo[CF_MAXV], m2[CF_MAXV];
-    real  n = 0;
-    for (uint o = 0; o < O; o += COL_BLOCK) {
-        uint nb = min((uint)COL_BLOCK, O - o);
-        real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;
-        __global const store_t *p = x + (ulong)o * C;
-        __global const store_t *pn = o + (CF_RA + 1) * COL_BLOCK <= O ? p + (ulong)CF_RA * COL_BLOCK * C : NOPF;
-#pragma unroll
-        for (uint v = 0; v < CF_MAXV; ++v) {
-            if (v < nv) {
-                uint  j = v * SPAN_VEC;
-                realv s = (realv)0;
-                for (uint r = 0; r < nb; ++r) {
-                    PREFETCH_R(pn, (ulong)r * C + j);
-                    s += LOADV(p, (ulong)r * C + j);
-                }
-                realv m  = s * ri;
-                realv d1 = (realv)0, d2 = (realv)0;
-                for (uint r = 0; r < nb; ++r) {
-                    realv d = LOADV(p, (ulong)r * C + j) - m;
-                    d1 += d;
-                    d2 = fma(d, d, d2);
-                }
-                realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);
-                if (n == (real)0) {
-                    hi[v] = m;
-                    lo[v] = blo;
-                    m2[v] = bm2;
-                } else {
-                    realv delta = (m - hi[v]) + (blo - lo[v]);
-                    m2[v] += bm2 + delta * delta * wa;
-                    realv t = lo[v] + delta * wb, sm = hi[v] + t, bb = sm - hi[v];
-                    lo[v]   = (hi[v] - (sm - bb)) + (t - bb);
-                    hi[v]   = sm;
-                }
-            }
-        }
-        n = nn;
-    }
+    CF_STATS_WALK(x, O, C, nv, hi, lo, m2);
     realv sc[CF_MAXV], sh[CF_MAXV];
 #pragma unroll
     for (uint v = 0; v < CF_MAXV; ++v) {
@@ -1825,21 +1887,7 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
                 VSTOREV(((real)1 - f) * VLOADV(rvar + rvoff + j) + f * (var * bessel), rvar + rvoff + j);
         }
     }
-    int nt = HAVE_NT && stream && ((ulong)y & (sizeof(realv) - 1)) == 0;
-    for (uint r = 0; r < O; ++r) {
-        ulong base = (ulong)(O - 1 - r) * C;
-#pragma unroll
-        for (uint v = 0; v < CF_MAXV; ++v) {
-            if (v < nv) {
-                realv val = ((LOADV(x, base + v * SPAN_VEC) - hi[v]) - lo[v]) * sc[v] + sh[v];
-                if (nt)
-                    STOREV_NT(val, y, base + v * SPAN_VEC);
-                else
-                    STOREV(val, y, base + v * SPAN_VEC);
-            }
-        }
-    }
-    NT_FENCE(nt);
+    CF_OUT_WALK(y, O, C, nv, stream, ((LOADV(x, e) - hi[v]) - lo[v]) * sc[v] + sh[v]);
 }
 
 /* Backward as bn_fwd_cfused walks: sum dy and sum dy*(x - mean) per channel
@@ -1868,30 +1916,7 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
         m[v]  = v < nv ? VLOADV(mean + moff + j0 + v * SPAN_VEC) : (realv)0;
         s1[v] = c1[v] = s2[v] = c2[v] = (realv)0;
     }
-    for (uint o = 0; o < O; o += COL_BLOCK) {
-        uint  nb   = min((uint)COL_BLOCK, O - o);
-        ulong base = (ulong)o * C;
-        /* read-ahead, as bn_fwd_cfused */
-        int                     pf  = o + (CF_RA + 1) * COL_BLOCK <= O;
-        __global const store_t *pdy = pf ? dy + (ulong)CF_RA * COL_BLOCK * C : NOPF;
-        __global const store_t *px  = pf ? x + (ulong)CF_RA * COL_BLOCK * C : NOPF;
-#pragma unroll
-        for (uint v = 0; v < CF_MAXV; ++v) {
-            if (v < nv) {
-                realv a = (realv)0, b = (realv)0;
-                for (uint r = 0; r < nb; ++r) {
-                    ulong e = base + (ulong)r * C + v * SPAN_VEC;
-                    PREFETCH_R(pdy, e);
-                    PREFETCH_R(px, e);
-                    realv d = LOADV(dy, e);
-                    a += d;
-                    b = fma(d, LOADV(x, e) - m[v], b);
-                }
-                sumv_add(&s1[v], &c1[v], a);
-                sumv_add(&s2[v], &c2[v], b);
-            }
-        }
-    }
+    CF_SUMS_WALK(x, dy, O, C, nv, m, s1, c1, s2, c2);
     realv kx[CF_MAXV], ky[CF_MAXV], kz[CF_MAXV], kw[CF_MAXV];
 #pragma unroll
     for (uint v = 0; v < CF_MAXV; ++v) {
@@ -1912,23 +1937,154 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
             kw[v] = frozen ? (realv)0 : sdy / M;
         }
     }
-    int nt = HAVE_NT && stream && ((ulong)dx & (sizeof(realv) - 1)) == 0;
-    for (uint r = 0; r < O; ++r) {
-        ulong base = (ulong)(O - 1 - r) * C;
-#pragma unroll
-        for (uint v = 0; v < CF_MAXV; ++v) {
-            if (v < nv) {
-                ulong e   = base + v * SPAN_VEC;
-                realv d   = LOADV(dy, e);
-                realv val = frozen ? kz[v] * d : kz[v] * ((d - kw[v]) - (LOADV(x, e) - kx[v]) * ky[v]);
-                if (nt)
-                    STOREV_NT(val, dx, e);
-                else
-                    STOREV(val, dx, e);
-            }
+    CF_OUT_WALK(dx, O, C, nv, stream,
+                frozen ? kz[v] * LOADV(dy, e)
+                       : kz[v] * ((LOADV(dy, e) - kw[v]) - (LOADV(x, e) - kx[v]) * ky[v]));
+}
+
+/* ---- group norm channels last, CPUs, fused: work-item (n, b) owns channels
+ * [b*cw, b*cw + cw) of sample n, whole groups (cw a multiple of cpg and of
+ * SPAN_VEC that divides C), and walks the sample's Sp rows of them twice as
+ * bn_fwd_cfused and bn_bwd_cfused do: a block of Sp*cw values that stays in
+ * cache, where the column streams read the tensor twice from memory (the
+ * host checks its size). */
+
+/* Vectors of channels to and from private arrays of reals: lane i of vector
+ * v is channel v*SPAN_VEC + i (the walks keep the vectors in registers). */
+#define CF_X_(f, n) f##n
+#define CF_X(f, n)  CF_X_(f, n)
+#define CF_TO_LANES(a, t)                          \
+    _Pragma("unroll") for (uint v = 0; v < CF_MAXV; ++v) \
+        CF_X(vstore, SPAN_VEC)((a)[v], v, (t))
+#define CF_FROM_LANES(t, a)                        \
+    _Pragma("unroll") for (uint v = 0; v < CF_MAXV; ++v) \
+        (a)[v] = CF_X(vload, SPAN_VEC)(v, (t))
+
+/* Scalar Neumaier step. */
+inline void sum1_add(real *s, real *c, real v)
+{
+    real t = *s + v;
+    *c += fabs(*s) >= fabs(v) ? (*s - t) + v : (v - t) + *s;
+    *s = t;
+}
+
+/* Forward: each channel's mean (hi + lo) and M2 over its Sp values merge
+ * exactly into its group's (equal counts: M2 = sum M2_c + Sp*sum (m_c -
+ * m)^2, the deviations taken about the mean of the channels' hi parts, then
+ * corrected by their own mean); y = ((x - gh) - gl)*(gamma*inv) + beta. */
+__kernel void gn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            uint N, uint Sp, uint C, uint cpg, uint cw, real eps,
+                            __global const real *gamma, ulong goff,
+                            __global const real *beta, ulong boff,
+                            __global real *mean, ulong moff,
+                            __global real *inv, ulong ioff, int stream)
+{
+    uint nbk = C / cw, id = get_global_id(0), n = id / nbk;
+    if (n >= N)
+        return;
+    uint  j0 = (id % nbk) * cw, nv = cw / SPAN_VEC;
+    ulong at = (ulong)n * Sp * C + j0;
+    x += xoff + at;
+    y += yoff + at;
+    realv hi[CF_MAXV], lo[CF_MAXV], m2[CF_MAXV], sh[CF_MAXV];
+    CF_STATS_WALK(x, Sp, C, nv, hi, lo, m2);
+    /* per channel; then hi, lo become the group's mean parts, m2 gamma*inv */
+    real h[CF_MAXV * SPAN_VEC], l[CF_MAXV * SPAN_VEC], q[CF_MAXV * SPAN_VEC];
+    CF_TO_LANES(hi, h);
+    CF_TO_LANES(lo, l);
+    CF_TO_LANES(m2, q);
+    real  rs = (real)Sp, rc = (real)cpg;
+    for (uint c0 = 0; c0 < cw; c0 += cpg) {
+        real gh = 0, gl = 0, M2 = 0;
+        for (uint i = c0; i < c0 + cpg; ++i)
+            gh += h[i];
+        gh /= rc;
+        for (uint i = c0; i < c0 + cpg; ++i)
+            gl += (h[i] - gh) + l[i];
+        gl /= rc;
+        for (uint i = c0; i < c0 + cpg; ++i) {
+            real e = ((h[i] - gh) + l[i]) - gl;
+            M2 += q[i] + rs * e * e;
+        }
+        real  iv = (real)1 / sqrt(M2 / (rs * rc) + eps);
+        ulong r  = (ulong)n * (C / cpg) + (j0 + c0) / cpg;
+        if (mean)
+            mean[moff + r] = gh + gl;
+        if (inv)
+            inv[ioff + r] = iv;
+        for (uint i = c0; i < c0 + cpg; ++i) {
+            h[i] = gh;
+            l[i] = gl;
+            q[i] = iv * (gamma ? gamma[goff + j0 + i] : (real)1);
         }
     }
-    NT_FENCE(nt);
+    CF_FROM_LANES(h, hi);
+    CF_FROM_LANES(l, lo);
+    CF_FROM_LANES(q, m2);
+#pragma unroll
+    for (uint v = 0; v < CF_MAXV; ++v)
+        sh[v] = v < nv && beta ? VLOADV(beta + boff + j0 + v * SPAN_VEC) : (realv)0;
+    CF_OUT_WALK(y, Sp, C, nv, stream, ((LOADV(x, e) - hi[v]) - lo[v]) * m2[v] + sh[v]);
+}
+
+/* Backward: per channel sx = sum dy and sy = sum dy*(x - m) about its
+ * group's saved mean m; per group the gamma-weighted sums give dx = ka*dy -
+ * kw - (x - m)*ky, ka = gamma*inv, kw = inv*sum(g*sx)/n, ky =
+ * inv^3*sum(g*sy)/n; tab (when dgamma or dbeta is wanted) takes (inv*sy,
+ * sx) of every (n, c) for the merge over samples. */
+__kernel void gn_bwd_cfused(__global const store_t *x, ulong xoff, __global const store_t *dy,
+                            ulong dyoff, __global store_t *dx, ulong dxoff, uint N, uint Sp, uint C,
+                            uint cpg, uint cw, __global const real *gamma, ulong goff,
+                            __global const real *mean, ulong moff,
+                            __global const real *inv, ulong ioff,
+                            __global real4 *tab, ulong tofs, int stream)
+{
+    uint nbk = C / cw, id = get_global_id(0), n = id / nbk;
+    if (n >= N)
+        return;
+    uint  j0 = (id % nbk) * cw, nv = cw / SPAN_VEC, G = C / cpg;
+    ulong at = (ulong)n * Sp * C + j0;
+    x += xoff + at;
+    dy += dyoff + at;
+    dx += dxoff + at;
+    realv m[CF_MAXV], s1[CF_MAXV], c1[CF_MAXV], s2[CF_MAXV], c2[CF_MAXV];
+    real mp[CF_MAXV * SPAN_VEC];
+    for (uint i = 0; i < CF_MAXV * SPAN_VEC; ++i)
+        mp[i] = i < cw ? mean[moff + (ulong)n * G + (j0 + i) / cpg] : (real)0;
+    CF_FROM_LANES(mp, m);
+#pragma unroll
+    for (uint v = 0; v < CF_MAXV; ++v)
+        s1[v] = c1[v] = s2[v] = c2[v] = (realv)0;
+    CF_SUMS_WALK(x, dy, Sp, C, nv, m, s1, c1, s2, c2);
+    /* per channel; then s1 becomes ka, s2 ky, c1 kw */
+    real a[CF_MAXV * SPAN_VEC], ca[CF_MAXV * SPAN_VEC], b[CF_MAXV * SPAN_VEC], cb[CF_MAXV * SPAN_VEC];
+    CF_TO_LANES(s1, a);
+    CF_TO_LANES(c1, ca);
+    CF_TO_LANES(s2, b);
+    CF_TO_LANES(c2, cb);
+    real  rn = (real)Sp * (real)cpg;
+    for (uint c0 = 0; c0 < cw; c0 += cpg) {
+        real  iv = inv[ioff + (ulong)n * G + (j0 + c0) / cpg];
+        real  wx = 0, wxc = 0, wy = 0, wyc = 0;
+        for (uint i = c0; i < c0 + cpg; ++i) {
+            real sx = a[i] + ca[i], sy = b[i] + cb[i];
+            real w  = gamma ? gamma[goff + j0 + i] : (real)1;
+            sum1_add(&wx, &wxc, w * sx);
+            sum1_add(&wy, &wyc, w * sy);
+            if (tab)
+                tab[tofs + (ulong)n * C + j0 + i] = (real4)(iv * sy, sx, (real)0, (real)0);
+            a[i] = iv * w;
+        }
+        real ky = iv * iv * (iv * (wy + wyc)) / rn, kw = iv * ((wx + wxc) / rn);
+        for (uint i = c0; i < c0 + cpg; ++i) {
+            b[i]  = ky;
+            ca[i] = kw;
+        }
+    }
+    CF_FROM_LANES(a, s1);
+    CF_FROM_LANES(ca, c1);
+    CF_FROM_LANES(b, s2);
+    CF_OUT_WALK(dx, Sp, C, nv, stream, s1[v] * LOADV(dy, e) - c1[v] - (LOADV(x, e) - m[v]) * s2[v]);
 }
 
 #ifdef CLNORM_VCAST_REGION

@@ -31,7 +31,9 @@ enum {
     K_INFER_FLAT,
     K_FWD_BFUSED,
     K_BWD_BFUSED,
-    K_FWD_PFUSED
+    K_FWD_PFUSED,
+    K_GN_FWD_CFUSED,
+    K_GN_BWD_CFUSED
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
@@ -376,6 +378,40 @@ clnorm_status clnorm_cs_prepare(clnorm_context *ctx, clnorm_dtype dtype, int bac
     if (st == CLNORM_SUCCESS)
         st = clnorm_get_kernel(ctx, FAMILY_BN, dtype, backward ? K_DX_CSTREAM : K_APPLY_CSTREAM, &k);
     return st;
+}
+
+clnorm_status clnorm_gncf_prepare(clnorm_context *ctx, clnorm_dtype dtype, int backward)
+{
+    cl_kernel k;
+    return clnorm_get_kernel(ctx, FAMILY_BN, dtype, backward ? K_GN_BWD_CFUSED : K_GN_FWD_CFUSED, &k);
+}
+
+clnorm_status clnorm_gncf_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_gncf *g, int backward)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    size_t        gs[1] = {(size_t)g->N * (g->C / g->cw)}, l[1] = {1};
+    if (backward) {
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, g->dtype, K_GN_BWD_CFUSED, &k));
+        clnorm_karg args[] = {KARG(g->x),     KARG(g->xoff), KARG(g->dy),    KARG(g->dyoff),
+                              KARG(g->out),   KARG(g->ooff), KARG(g->N),     KARG(g->Sp),
+                              KARG(g->C),     KARG(g->cpg),  KARG(g->cw),    KARG(g->gamma),
+                              KARG(g->goff),  KARG(g->mean), KARG(g->moff),  KARG(g->inv),
+                              KARG(g->ioff),  KARG(g->tab),  KARG(g->tofs),  KARG(g->stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 20));
+    } else {
+        float  ef = (float)g->eps;
+        double ed = g->eps;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, g->dtype, K_GN_FWD_CFUSED, &k));
+        clnorm_karg args[] = {KARG(g->x),    KARG(g->xoff), KARG(g->out),  KARG(g->ooff),
+                              KARG(g->N),    KARG(g->Sp),   KARG(g->C),    KARG(g->cpg),
+                              KARG(g->cw),   {g->psize, g->psize == 8 ? (const void *)&ed : (const void *)&ef},
+                              KARG(g->gamma), KARG(g->goff), KARG(g->beta), KARG(g->boff),
+                              KARG(g->mean), KARG(g->moff), KARG(g->inv),  KARG(g->ioff),
+                              KARG(g->stream)};
+        CHECK(clnorm_set_args(ctx, k, args, 19));
+    }
+    return clnorm_seq_run(ctx, seq, k, 1, gs, l);
 }
 
 clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_cstream *c, char pass)

@@ -282,6 +282,7 @@ static void choose_tuning(clnorm_context *ctx)
     ctx->tune.no_fused  = getenv("CLNORM_NO_FUSED") != NULL;
     ctx->tune.no_flat   = getenv("CLNORM_NO_FLAT") != NULL;
     ctx->tune.no_bfused = getenv("CLNORM_NO_BFUSED") != NULL;
+    ctx->tune.no_gncf   = getenv("CLNORM_NO_GNCF") != NULL;
     ctx->tune.no_pfused = getenv("CLNORM_NO_PFUSED") != NULL;
     const char *opts    = getenv("CLNORM_BUILD_OPTIONS");
     snprintf(ctx->tune.extra_options, sizeof ctx->tune.extra_options, "%s", opts ? opts : "");
@@ -318,6 +319,8 @@ static void choose_tuning(clnorm_context *ctx)
         ctx->tune.cfuse_max_block   = (size_t)1 << 20;
         ctx->tune.bfuse_max_inner   = 128;
         ctx->tune.bfuse_max_block   = (size_t)1 << 18;
+        if (env_decimal("CLNORM_CFUSE_BLOCK", &ev) && ev <= ((size_t)1 << 30))
+            ctx->tune.cfuse_max_block = (size_t)ev;
         if (env_decimal("CLNORM_BFUSE_BLOCK", &ev) && ev <= ((size_t)1 << 30))
             ctx->tune.bfuse_max_block = (size_t)ev;
     } else {

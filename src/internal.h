@@ -39,6 +39,7 @@ typedef struct clnorm_tuning {
     size_t   bfuse_max_block;   /* ... and bytes of one work-item's block of slices */
     int      no_pfused;         /* CLNORM_NO_PFUSED: large channels-first slices one channel per
                                  * work-item, not pipelined (A/B) */
+    int      no_gncf;           /* CLNORM_NO_GNCF: group norm channels last not by sample blocks (A/B) */
     int      no_bfused;         /* CLNORM_NO_BFUSED: small maps by channel, not in memory order (A/B) */
     int      no_fused;          /* CLNORM_NO_FUSED set at creation (tests, A/B) */
     int      no_flat;           /* CLNORM_NO_FLAT: inference by channel, not in memory order (A/B) */
@@ -191,6 +192,23 @@ clnorm_status clnorm_cs_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_c
  * the statistics and apply passes, or (backward) the sums and dx passes,
  * not the rest of batch norm's kernels. */
 clnorm_status clnorm_cs_prepare(clnorm_context *ctx, clnorm_dtype dtype, int backward);
+
+/* Group norm channels last on CPUs through gn_fwd_cfused / gn_bwd_cfused
+ * (batchnorm.c): a work-item owns cw channels, whole groups, of a sample and
+ * walks its Sp rows of them twice. out is y or dx; tab (backward, may be
+ * NULL) the (n, c) table of real4 for dgamma/dbeta at tofs. */
+typedef struct clnorm_gncf {
+    clnorm_dtype dtype;
+    size_t       psize; /* bytes of a real */
+    cl_uint      N, Sp, C, cpg, cw;
+    cl_mem       x, dy, out, gamma, beta, mean, inv, tab;
+    cl_ulong     xoff, dyoff, ooff, goff, boff, moff, ioff, tofs;
+    double       eps;
+    cl_int       stream;
+} clnorm_gncf;
+clnorm_status clnorm_gncf_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm_gncf *g, int backward);
+/* Builds the kernel clnorm_gncf_run will need. */
+clnorm_status clnorm_gncf_prepare(clnorm_context *ctx, clnorm_dtype dtype, int backward);
 
 /* Sets kernel arguments from a list; each entry is (size, pointer). */
 typedef struct clnorm_karg {

@@ -51,6 +51,7 @@ typedef struct rn_plan {
     size_t N, C, Sp, G, cpg;  /* group norm */
     int    nhwc;
     int    gn_fused;          /* group norm NCHW: one row of cpg*Sp per (n, g) */
+    size_t gn_cw;             /* > 0: group norm NHWC on CPUs, gn_cw channels of a sample per work-item */
     size_t nstat, nper;       /* statistics rows and values per statistic */
     /* row walk: S segments of Lseg per row (S == 1: fused), lanes per task
      * (1, or LX sharing it), tasks per lane or work-group, work-groups */
@@ -253,6 +254,31 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
     plan_scratch(p);
 }
 
+/* Group norm channels last on a CPU (gn_fwd_cfused, gn_bwd_cfused): the
+ * channels a work-item owns, whole groups in whole vectors of 16 (the
+ * width the kernels' walks take on CPUs), at most 64 and dividing C, with
+ * the sample's rows of them within the channels-last fused block (cached
+ * between the two walks) and work-items enough to fill the device; the
+ * widest such, or 0. */
+static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
+{
+    const clnorm_tuning *t = &ctx->tune;
+    size_t a = p->cpg, b = 16;
+    while (b) {
+        size_t r = a % b;
+        a        = b;
+        b        = r;
+    }
+    size_t u = p->cpg / a * 16; /* lcm(cpg, 16) */
+    if (!t->cpu_style || t->no_gncf || p->fused == 0 || u > 64 || p->C % u ||
+        p->Sp * p->cpg >= ((size_t)1 << 23) || p->N * p->C > UINT_MAX)
+        return 0;
+    for (size_t cw = 64 / u * u; cw >= u; cw -= u)
+        if (p->C % cw == 0 && p->Sp * cw * p->esize <= t->cfuse_max_block && p->N * (p->C / cw) >= p->par)
+            return cw;
+    return 0;
+}
+
 static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
 {
     const clnorm_tuning *t = &ctx->tune;
@@ -260,6 +286,11 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
     p->nper                = p->cpg * p->Sp;
     plan_choice(ctx, p, backward ? 'G' : 'g', p->nhwc ? CLNORM_WALK_ROWS : CLNORM_WALK_COLS, p->nper,
                 p->nstat);
+    if (p->nhwc && (p->gn_cw = gn_cf_width(ctx, p)) != 0) {
+        p->col_n = p->N * p->C; /* the (n, c) table for dgamma/dbeta */
+        plan_scratch(p);
+        return;
+    }
     if (p->nhwc && t->cpu_style && p->N * p->Sp <= UINT_MAX && p->C <= UINT_MAX / 4) {
         /* CPUs: batch norm's column streams, a sample at a time: a work-item
          * walks whole rows of C in memory order, in chunks enough to fill
@@ -606,6 +637,17 @@ static clnorm_cstream cstream_of(const rn_plan *p, const clnorm_norm_args *a, si
     return c;
 }
 
+/* Group norm channels last, fused on a CPU (p->gn_cw): what both directions pass. */
+static clnorm_gncf gncf_of(const rn_plan *p, const clnorm_norm_args *a)
+{
+    clnorm_gncf g = {.dtype = p->dtype, .psize = p->psize, .N = (cl_uint)p->N, .Sp = (cl_uint)p->Sp,
+                     .C = (cl_uint)p->C, .cpg = (cl_uint)p->cpg, .cw = (cl_uint)p->gn_cw,
+                     .x = a->x.mem, .xoff = a->x.offset, .gamma = a->gamma.mem, .goff = a->gamma.offset,
+                     .beta = a->beta.mem, .boff = a->beta.offset, .mean = a->mean.mem,
+                     .moff = a->mean.offset, .inv = a->invstd.mem, .ioff = a->invstd.offset};
+    return g;
+}
+
 /* ---- forward -------------------------------------------------------------- */
 
 static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const rn_plan *p,
@@ -639,6 +681,14 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
                               KARG(stream)};
         CHECK(clnorm_set_args(ctx, k, args, 19));
         return run_rows(ctx, seq, k, p);
+    }
+    if (p->gn_cw) {
+        clnorm_gncf g = gncf_of(p, a);
+        g.out = a->y.mem;
+        g.ooff = yoff;
+        g.eps = eps;
+        g.stream = stream;
+        return clnorm_gncf_run(ctx, seq, &g, 0);
     }
     if (p->op != OP_GN && p->S == 1) {
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, sub ? K_FWD_SUB : K_FWD + shared, &k));
@@ -791,6 +841,18 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
         }
     }
 
+    if (p->gn_cw) {
+        clnorm_gncf g = gncf_of(p, a);
+        g.dy = a->dy.mem;
+        g.dyoff = dyoff;
+        g.out = a->dx.mem;
+        g.ooff = dxoff;
+        g.tab = grads ? ws : nomem;
+        g.tofs = tofs;
+        g.stream = stream;
+        CHECK(clnorm_gncf_run(ctx, seq, &g, 1));
+        goto col_combine;
+    }
     if (p->gn_fused) {
         cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
         cl_mem   tab = grads ? ws : nomem;
@@ -952,6 +1014,8 @@ static clnorm_status run_op(clnorm_context *ctx, int backward, const rn_plan *p,
     CHECK(clnorm_prepare(ctx, FAMILY_ROWNORM, p->dtype));
     if (p->cs)
         CHECK(clnorm_cs_prepare(ctx, p->dtype, backward));
+    if (p->gn_cw)
+        CHECK(clnorm_gncf_prepare(ctx, p->dtype, backward));
     CHECK(get_scratch(ctx, a, need, &ws, &wsoff));
     clnorm_seq seq;
     CHECK(clnorm_seq_begin(ctx, &seq, queue, nwait, wait, event != NULL));

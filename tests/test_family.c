@@ -565,6 +565,17 @@ static fam_case gn_cases[] = {
     GNC("constant groups 3x9x9x12 G=3", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 3, 3, 9, 9, 12),
     GNC("constant x, dy 2x8x33x33 G=4", GN, NCHW, 4, DATA_CONST_ALL, AFF_BETA, 4, 2, 8, 33, 33),
     GNC("constant x, dy 2x33x33x8 G=4", GN, NHWC, 4, DATA_CONST_ALL, AFF_BETA, 4, 2, 33, 33, 8),
+    /* channels last, 16 work-items or more on a 2-unit CPU: each owns whole
+     * groups of a sample (gn_fwd_cfused, gn_bwd_cfused): groups of 3 in
+     * blocks of 48 channels, of 32 and 64 in blocks of 64, rows that end a
+     * part-full block of 16 (36, 100, 25, 63), constant groups and a
+     * constant tensor */
+    GNC("mean 1e4 8x6x6x96 G=32", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 32, 8, 6, 6, 96),
+    GNC("mean 1e6 8x10x10x128 G=4", GN, NHWC, 4, DATA_MEAN_1E6, AFF_BOTH, 4, 8, 10, 10, 128),
+    GNC("16x5x5x64 G=1 no affine", GN, NHWC, 4, DATA_NORMAL, AFF_NONE, 1, 16, 5, 5, 64),
+    {"mean 1e4 4x9x7x256 G=16 offsets", GN, NHWC, 4, {4, 9, 7, 256}, 0, 16, DATA_MEAN_1E4, AFF_BOTH, 1},
+    GNC("constant groups 16x5x5x64 G=4", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 4, 16, 5, 5, 64),
+    GNC("constant x, dy 16x4x4x32 G=2", GN, NHWC, 4, DATA_CONST_ALL, AFF_BETA, 2, 16, 4, 4, 32),
 
     GNC("2x6x5x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 6, 5, 7),
     GNC("2x5x7x6", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 5, 7, 6),
@@ -580,6 +591,7 @@ static fam_case gn_cases[] = {
     GNC("mean 1e4 6x50x11x11", IN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 6, 50, 11, 11),
     GNC("mean 1e4 4x8x32x32", IN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 4, 8, 32, 32),
     GNC("mean 1e4 4x32x32x8", IN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 4, 32, 32, 8),
+    GNC("mean 1e4 16x3x3x32", IN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 0, 16, 3, 3, 32),
     GNC("constant 3x6x10x10", IN, NCHW, 4, DATA_CONSTANT, AFF_BOTH, 0, 3, 6, 10, 10),
     GNC("constant x, dy 2x10x10x6", IN, NHWC, 4, DATA_CONST_ALL, AFF_BETA, 0, 2, 10, 10, 6),
 };
@@ -1303,6 +1315,8 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
         GNC("gn 2x12x9x9 G=3", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 12, 9, 9),
         ROWS("ln 2x100003", LN, 2, 100003, DATA_MEAN_1E4, AFF_BOTH),
         GNC("gn 2x9x9x12 G=3", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 9, 9, 12),
+        GNC("gn 8x6x6x96 G=32", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 32, 8, 6, 6, 96), /* sample blocks */
+        GNC("gn 16x5x5x64 G=4", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 4, 16, 5, 5, 64),
     };
     clnorm_device_info info;
     clnorm_context_device_info(H.ctx, &info);
