@@ -1752,52 +1752,61 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
 #ifndef CF_RA
 #define CF_RA 2
 #endif
-/* The statistics walk of the channels-last fused kernels: the nv vectors of
- * columns from x (row stride C) over O rows, by two-pass blocks of COL_BLOCK
- * rows merged into the running (hi + lo, m2), read ahead CF_RA blocks. */
-#define CF_STATS_WALK(x, O, C, nv, hi, lo, m2)                                                          \
+/* One block of COL_BLOCK rows from row o of the statistics walk of the
+ * channels-last fused kernels: the nv vectors of columns from x (row
+ * stride C, O rows), a two-pass block merged into the running (hi + lo,
+ * m2) of n values, read ahead CF_RA blocks. */
+#define CF_STATS_STEP(x, o, O, C, nv, hi, lo, m2, n)                                                    \
     do {                                                                                                \
-        real  n = 0;                                                                                    \
-        for (uint o = 0; o < O; o += COL_BLOCK) {                                                       \
-            uint nb = min((uint)COL_BLOCK, O - o);                                                      \
-            real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;              \
-            __global const store_t *p = x + (ulong)o * C;                                               \
-            __global const store_t *pn =                                                                \
-                o + (CF_RA + 1) * COL_BLOCK <= O ? p + (ulong)CF_RA * COL_BLOCK * C : NOPF;             \
-            _Pragma("unroll")                                                                           \
-            for (uint v = 0; v < CF_MAXV; ++v) {                                                        \
-                if (v < nv) {                                                                           \
-                    uint  j = v * SPAN_VEC;                                                             \
-                    realv s = (realv)0;                                                                 \
-                    for (uint r = 0; r < nb; ++r) {                                                     \
-                        PREFETCH_R(pn, (ulong)r * C + j);                                               \
-                        s += LOADV(p, (ulong)r * C + j);                                                \
-                    }                                                                                   \
-                    realv m  = s * ri;                                                                  \
-                    realv d1 = (realv)0, d2 = (realv)0;                                                 \
-                    for (uint r = 0; r < nb; ++r) {                                                     \
-                        realv d = LOADV(p, (ulong)r * C + j) - m;                                       \
-                        d1 += d;                                                                        \
-                        d2 = fma(d, d, d2);                                                             \
-                    }                                                                                   \
-                    realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);                              \
-                    if (n == (real)0) {                                                                 \
-                        hi[v] = m;                                                                      \
-                        lo[v] = blo;                                                                    \
-                        m2[v] = bm2;                                                                    \
-                    } else {                                                                            \
-                        realv delta = (m - hi[v]) + (blo - lo[v]);                                      \
-                        m2[v] += bm2 + delta * delta * wa;                                              \
-                        realv t = lo[v] + delta * wb, sm = hi[v] + t, bb = sm - hi[v];                  \
-                        lo[v]   = (hi[v] - (sm - bb)) + (t - bb);                                       \
-                        hi[v]   = sm;                                                                   \
-                    }                                                                                   \
+        uint nb = min((uint)COL_BLOCK, O - o);                                                          \
+        real rn = (real)nb, nn = n + rn, wb = rn / nn, wa = n * wb, ri = (real)1 / rn;                  \
+        __global const store_t *p = x + (ulong)o * C;                                                   \
+        __global const store_t *pn =                                                                    \
+            o + (CF_RA + 1) * COL_BLOCK <= O ? p + (ulong)CF_RA * COL_BLOCK * C : NOPF;                 \
+        _Pragma("unroll")                                                                               \
+        for (uint v = 0; v < CF_MAXV; ++v) {                                                            \
+            if (v < nv) {                                                                               \
+                uint  j = v * SPAN_VEC;                                                                 \
+                realv s = (realv)0;                                                                     \
+                for (uint r = 0; r < nb; ++r) {                                                         \
+                    PREFETCH_R(pn, (ulong)r * C + j);                                                   \
+                    s += LOADV(p, (ulong)r * C + j);                                                    \
+                }                                                                                       \
+                realv m  = s * ri;                                                                      \
+                realv d1 = (realv)0, d2 = (realv)0;                                                     \
+                for (uint r = 0; r < nb; ++r) {                                                         \
+                    realv d = LOADV(p, (ulong)r * C + j) - m;                                           \
+                    d1 += d;                                                                            \
+                    d2 = fma(d, d, d2);                                                                 \
+                }                                                                                       \
+                realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);                                  \
+                if (n == (real)0) {                                                                     \
+                    hi[v] = m;                                                                          \
+                    lo[v] = blo;                                                                        \
+                    m2[v] = bm2;                                                                        \
+                } else {                                                                                \
+                    realv delta = (m - hi[v]) + (blo - lo[v]);                                          \
+                    m2[v] += bm2 + delta * delta * wa;                                                  \
+                    realv t = lo[v] + delta * wb, sm = hi[v] + t, bb = sm - hi[v];                      \
+                    lo[v]   = (hi[v] - (sm - bb)) + (t - bb);                                           \
+                    hi[v]   = sm;                                                                       \
                 }                                                                                       \
             }                                                                                           \
-            n = nn;                                                                                     \
         }                                                                                               \
+        n = nn;                                                                                         \
     } while (0)
 
+/* The whole walk, block after block. */
+#define CF_STATS_WALK(x, O, C, nv, hi, lo, m2)                                                          \
+    do {                                                                                                \
+        real n_ = 0;                                                                                    \
+        for (uint o_ = 0; o_ < O; o_ += COL_BLOCK)                                                      \
+            CF_STATS_STEP(x, o_, O, C, nv, hi, lo, m2, n_);                                             \
+    } while (0)
+
+#ifndef CF_REVERSE
+#define CF_REVERSE 1
+#endif
 /* The output walk of the channels-last fused kernels: out = VAL (an
  * expression of the element index e and the vector v) over the nv vectors
  * of columns, rows in reverse order (the last read first: still cached). */
@@ -1805,7 +1814,7 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
     do {                                                                                                \
         int nt = HAVE_NT && (stream) && ((ulong)(out) & (sizeof(realv) - 1)) == 0;                      \
         for (uint r = 0; r < O; ++r) {                                                                  \
-            ulong base = (ulong)(O - 1 - r) * C;                                                        \
+            ulong base = (ulong)(CF_REVERSE ? O - 1 - r : r) * C;                                       \
             _Pragma("unroll") for (uint v = 0; v < CF_MAXV; ++v)                                        \
             {                                                                                           \
                 if (v < nv) {                                                                           \
@@ -1968,32 +1977,22 @@ inline void sum1_add(real *s, real *c, real v)
     *s = t;
 }
 
-/* Forward: each channel's mean (hi + lo) and M2 over its Sp values merge
- * exactly into its group's (equal counts: M2 = sum M2_c + Sp*sum (m_c -
- * m)^2, the deviations taken about the mean of the channels' hi parts, then
- * corrected by their own mean); y = ((x - gh) - gl)*(gamma*inv) + beta. */
-__kernel void gn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
-                            uint N, uint Sp, uint C, uint cpg, uint cw, real eps,
-                            __global const real *gamma, ulong goff,
-                            __global const real *beta, ulong boff,
-                            __global real *mean, ulong moff,
-                            __global real *inv, ulong ioff, int stream)
+/* Forward coefficients of block at (sample n, first channel j0): each
+ * channel's mean (hi + lo) and M2 over its Sp values merge exactly into its
+ * group's (equal counts: M2 = sum M2_c + Sp*sum (m_c - m)^2, the deviations
+ * taken about the mean of the channels' hi parts, then corrected by their
+ * own mean); writes the group's mean and inv, and returns per channel
+ * y = ((x - kh) - kl)*ks + sh. */
+inline void gn_cf_coef(const realv *hi, const realv *lo, const realv *m2, uint n, uint j0, uint Sp,
+                       uint C, uint cpg, uint cw, real eps, __global const real *gamma, ulong goff,
+                       __global const real *beta, ulong boff, __global real *mean, ulong moff,
+                       __global real *inv, ulong ioff, realv *kh, realv *kl, realv *ks, realv *sh)
 {
-    uint nbk = C / cw, id = get_global_id(0), n = id / nbk;
-    if (n >= N)
-        return;
-    uint  j0 = (id % nbk) * cw, nv = cw / SPAN_VEC;
-    ulong at = (ulong)n * Sp * C + j0;
-    x += xoff + at;
-    y += yoff + at;
-    realv hi[CF_MAXV], lo[CF_MAXV], m2[CF_MAXV], sh[CF_MAXV];
-    CF_STATS_WALK(x, Sp, C, nv, hi, lo, m2);
-    /* per channel; then hi, lo become the group's mean parts, m2 gamma*inv */
     real h[CF_MAXV * SPAN_VEC], l[CF_MAXV * SPAN_VEC], q[CF_MAXV * SPAN_VEC];
     CF_TO_LANES(hi, h);
     CF_TO_LANES(lo, l);
     CF_TO_LANES(m2, q);
-    real  rs = (real)Sp, rc = (real)cpg;
+    real rs = (real)Sp, rc = (real)cpg;
     for (uint c0 = 0; c0 < cw; c0 += cpg) {
         real gh = 0, gl = 0, M2 = 0;
         for (uint i = c0; i < c0 + cpg; ++i)
@@ -2018,13 +2017,72 @@ __kernel void gn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
             q[i] = iv * (gamma ? gamma[goff + j0 + i] : (real)1);
         }
     }
-    CF_FROM_LANES(h, hi);
-    CF_FROM_LANES(l, lo);
-    CF_FROM_LANES(q, m2);
+    CF_FROM_LANES(h, kh);
+    CF_FROM_LANES(l, kl);
+    CF_FROM_LANES(q, ks);
+    uint nv = cw / SPAN_VEC;
 #pragma unroll
     for (uint v = 0; v < CF_MAXV; ++v)
         sh[v] = v < nv && beta ? VLOADV(beta + boff + j0 + v * SPAN_VEC) : (realv)0;
-    CF_OUT_WALK(y, Sp, C, nv, stream, ((LOADV(x, e) - hi[v]) - lo[v]) * m2[v] + sh[v]);
+}
+
+/* Forward: a work-item takes nbw blocks in a row (block b: sample b / (C /
+ * cw), channels from (b % (C/cw))*cw). With more than one, it reads the next
+ * block's rows for their statistics while it writes this block's y, a
+ * block of COL_BLOCK rows of each in turn, so that reads from memory and
+ * streaming writes overlap (y in row order then: the lines of this block
+ * it has done with make room for the next one's); the statistics are the
+ * same walk, so the same bits. The last block's y goes in reverse. */
+__kernel void gn_fwd_cfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
+                            uint N, uint Sp, uint C, uint cpg, uint cw, uint nbw, real eps,
+                            __global const real *gamma, ulong goff,
+                            __global const real *beta, ulong boff,
+                            __global real *mean, ulong moff,
+                            __global real *inv, ulong ioff, int stream)
+{
+    uint nbk = C / cw, B = N * nbk, b0 = get_global_id(0) * nbw;
+    if (b0 >= B)
+        return;
+    uint b1 = min(B, b0 + nbw), nv = cw / SPAN_VEC;
+    x += xoff;
+    y += yoff;
+    int nt = HAVE_NT && stream && ((ulong)y & (sizeof(realv) - 1)) == 0;
+#define GN_CF_AT(b) ((ulong)((b) / nbk) * Sp * C + ((b) % nbk) * cw)
+    realv hi[CF_MAXV], lo[CF_MAXV], m2[CF_MAXV];
+    realv kh[CF_MAXV], kl[CF_MAXV], ks[CF_MAXV], sh[CF_MAXV];
+    CF_STATS_WALK(x + GN_CF_AT(b0), Sp, C, nv, hi, lo, m2);
+    for (uint b = b0; b < b1; ++b) {
+        ulong at = GN_CF_AT(b);
+        __global const store_t *xb = x + at;
+        __global store_t       *yb = y + at;
+        gn_cf_coef(hi, lo, m2, b / nbk, (b % nbk) * cw, Sp, C, cpg, cw, eps, gamma, goff, beta, boff, mean,
+                   moff, inv, ioff, kh, kl, ks, sh);
+        if (b + 1 == b1) {
+            CF_OUT_WALK(yb, Sp, C, nv, stream, ((LOADV(xb, e) - kh[v]) - kl[v]) * ks[v] + sh[v]);
+            break;
+        }
+        __global const store_t *xn = x + GN_CF_AT(b + 1);
+        real                    n  = 0;
+        for (uint o = 0; o < Sp; o += COL_BLOCK) {
+            uint o1 = min(Sp, o + COL_BLOCK);
+            for (uint r = o; r < o1; ++r) {
+#pragma unroll
+                for (uint v = 0; v < CF_MAXV; ++v) {
+                    if (v < nv) {
+                        ulong e   = (ulong)r * C + v * SPAN_VEC;
+                        realv val = ((LOADV(xb, e) - kh[v]) - kl[v]) * ks[v] + sh[v];
+                        if (nt)
+                            STOREV_NT(val, yb, e);
+                        else
+                            STOREV(val, yb, e);
+                    }
+                }
+            }
+            CF_STATS_STEP(xn, o, Sp, C, nv, hi, lo, m2, n);
+        }
+    }
+#undef GN_CF_AT
+    NT_FENCE(nt);
 }
 
 /* Backward: per channel sx = sum dy and sy = sum dy*(x - m) about its

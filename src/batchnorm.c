@@ -390,7 +390,7 @@ clnorm_status clnorm_gncf_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm
 {
     clnorm_status st;
     cl_kernel     k;
-    size_t        gs[1] = {(size_t)g->N * (g->C / g->cw)}, l[1] = {1};
+    size_t        nb = (size_t)g->N * (g->C / g->cw), gs[1] = {backward ? nb : clnorm_div_up(nb, g->nbw)}, l[1] = {1};
     if (backward) {
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, g->dtype, K_GN_BWD_CFUSED, &k));
         clnorm_karg args[] = {KARG(g->x),     KARG(g->xoff), KARG(g->dy),    KARG(g->dyoff),
@@ -405,11 +405,12 @@ clnorm_status clnorm_gncf_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, g->dtype, K_GN_FWD_CFUSED, &k));
         clnorm_karg args[] = {KARG(g->x),    KARG(g->xoff), KARG(g->out),  KARG(g->ooff),
                               KARG(g->N),    KARG(g->Sp),   KARG(g->C),    KARG(g->cpg),
-                              KARG(g->cw),   {g->psize, g->psize == 8 ? (const void *)&ed : (const void *)&ef},
+                              KARG(g->cw),   KARG(g->nbw),
+                              {g->psize, g->psize == 8 ? (const void *)&ed : (const void *)&ef},
                               KARG(g->gamma), KARG(g->goff), KARG(g->beta), KARG(g->boff),
                               KARG(g->mean), KARG(g->moff), KARG(g->inv),  KARG(g->ioff),
                               KARG(g->stream)};
-        CHECK(clnorm_set_args(ctx, k, args, 19));
+        CHECK(clnorm_set_args(ctx, k, args, 20));
     }
     return clnorm_seq_run(ctx, seq, k, 1, gs, l);
 }

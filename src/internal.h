@@ -201,6 +201,7 @@ typedef struct clnorm_gncf {
     clnorm_dtype dtype;
     size_t       psize; /* bytes of a real */
     cl_uint      N, Sp, C, cpg, cw;
+    cl_uint      nbw;   /* forward: blocks per work-item (> 1: pipelined) */
     cl_mem       x, dy, out, gamma, beta, mean, inv, tab;
     cl_ulong     xoff, dyoff, ooff, goff, boff, moff, ioff, tofs;
     double       eps;

@@ -688,6 +688,11 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
         g.ooff = yoff;
         g.eps = eps;
         g.stream = stream;
+        /* blocks in a row per work-item, about four work-items per compute
+         * unit, each reading its next block while writing this one's y */
+        size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
+        size_t nb = p->N * (p->C / p->gn_cw), per = ctx->tune.no_pfused ? 1 : nb / (4 * cu);
+        g.nbw = (cl_uint)(per > 1 ? per : 1);
         return clnorm_gncf_run(ctx, seq, &g, 0);
     }
     if (p->op != OP_GN && p->S == 1) {

@@ -576,6 +576,7 @@ static fam_case gn_cases[] = {
     {"mean 1e4 4x9x7x256 G=16 offsets", GN, NHWC, 4, {4, 9, 7, 256}, 0, 16, DATA_MEAN_1E4, AFF_BOTH, 1},
     GNC("constant groups 16x5x5x64 G=4", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 4, 16, 5, 5, 64),
     GNC("constant x, dy 16x4x4x32 G=2", GN, NHWC, 4, DATA_CONST_ALL, AFF_BETA, 2, 16, 4, 4, 32),
+    GNC("mean 1e4 24x5x7x64 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 24, 5, 7, 64), /* 3 blocks per work-item */
 
     GNC("2x6x5x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 6, 5, 7),
     GNC("2x5x7x6", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 5, 7, 6),
@@ -721,6 +722,65 @@ Test(family, deterministic, .init = harness_init, .fini = harness_fini, .timeout
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i)
         same_bits_twice(&cases[i], 0);
+}
+
+/* Group norm channels last on CPUs, forward: a work-item that owns several
+ * blocks of groups reads the next block while it writes this one's y; the
+ * statistics go the same way, so the outputs are bitwise those of a context
+ * made with CLNORM_NO_PFUSED (a block per work-item). 24 blocks of 64
+ * channels: three per work-item on a 2-unit CPU; 35 rows, a part-full
+ * last block of rows; with streaming stores forced on and off. */
+static clnorm_context *family_context_with(const char *var, const char *stream)
+{
+    if (var)
+        setenv(var, "1", 1);
+    if (stream)
+        setenv("CLNORM_STREAM_MIN_BYTES", stream, 1);
+    clnorm_context *c  = NULL;
+    clnorm_status   st = clnorm_context_create(H.cl, clnorm_context_device(H.ctx), &c);
+    unsetenv("CLNORM_STREAM_MIN_BYTES");
+    if (var)
+        unsetenv(var);
+    cr_assert_eq(st, CLNORM_SUCCESS, "context: %s", clnorm_last_error(NULL));
+    return c;
+}
+
+Test(family, groupnorm_pipelined_same_bits, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    static const fam_case tc =
+        GNC("gn 24x5x7x64 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 24, 5, 7, 64);
+    shape   s = shape_of(&tc);
+    size_t  n = s.n, P = s.nparam;
+    ref_rng r = ref_rng_seed(7);
+    double *x = dalloc(n), *dy = dalloc(n), *g = dalloc(P), *b = dalloc(P);
+    fill_x(&tc, &s, x, &r);
+    x[0] = 1e4 + 900.0; /* an outlier first */
+    ref_fill_normal(&r, dy, n, 0.0, 1.0);
+    ref_fill_uniform(&r, g, P, 0.5, 1.5);
+    ref_fill_uniform(&r, b, P, -1.0, 1.0);
+    clnorm_buffer   none = {NULL, 0};
+    clnorm_context *own  = H.ctx;
+    for (int nt = 0; nt < 2; ++nt) {
+        const char *stream = nt ? "0" : "1099511627776";
+        float      *out[2];
+        size_t      cnt[2] = {0, 0};
+        for (int c = 0; c < 2; ++c) {
+            H.ctx  = family_context_with(c ? "CLNORM_NO_PFUSED" : NULL, stream);
+            out[c] = run_raw(&tc, x, dy, g, b, &cnt[c], none);
+            clnorm_context_destroy(H.ctx);
+            H.ctx = own;
+        }
+        cr_assert_eq(cnt[0], cnt[1]);
+        cr_expect(memcmp(out[0], out[1], cnt[0] * sizeof *out[0]) == 0,
+                  "pipelined and one block per work-item differ (streaming stores %s)", nt ? "on" : "off");
+        free(out[0]);
+        free(out[1]);
+    }
+    free(x);
+    free(dy);
+    free(g);
+    free(b);
+    free(s.row_of);
 }
 
 /* ---- tuned choices -------------------------------------------------------- */
