@@ -565,7 +565,7 @@ static fam_case gn_cases[] = {
     GNC("constant groups 3x9x9x12 G=3", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 3, 3, 9, 9, 12),
     GNC("constant x, dy 2x8x33x33 G=4", GN, NCHW, 4, DATA_CONST_ALL, AFF_BETA, 4, 2, 8, 33, 33),
     GNC("constant x, dy 2x33x33x8 G=4", GN, NHWC, 4, DATA_CONST_ALL, AFF_BETA, 4, 2, 33, 33, 8),
-    /* channels last, 16 work-items or more on a 2-unit CPU: each owns whole
+    /* channels last, 4 work-items or more on a 2-unit CPU: each owns whole
      * groups of a sample (gn_fwd_cfused, gn_bwd_cfused): groups of 3 in
      * blocks of 48 channels, of 32 and 64 in blocks of 64, rows that end a
      * part-full block of 16 (36, 100, 25, 63), constant groups and a
