@@ -390,7 +390,8 @@ clnorm_status clnorm_gncf_run(clnorm_context *ctx, clnorm_seq *seq, const clnorm
 {
     clnorm_status st;
     cl_kernel     k;
-    size_t        nb = (size_t)g->N * (g->C / g->cw), gs[1] = {backward ? nb : clnorm_div_up(nb, g->nbw)}, l[1] = {1};
+    size_t        nb    = (size_t)g->N * (g->C / g->cw); /* blocks */
+    size_t        gs[1] = {backward ? nb : clnorm_div_up(nb, g->nbw)}, l[1] = {1};
     if (backward) {
         CHECK(clnorm_get_kernel(ctx, FAMILY_BN, g->dtype, K_GN_BWD_CFUSED, &k));
         clnorm_karg args[] = {KARG(g->x),     KARG(g->xoff), KARG(g->dy),    KARG(g->dyoff),

@@ -697,10 +697,10 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     }
     if (p->gn_cw) {
         clnorm_gncf g = gncf_of(p, a);
-        g.out = a->y.mem;
-        g.ooff = yoff;
-        g.eps = eps;
-        g.stream = stream;
+        g.out         = a->y.mem;
+        g.ooff        = yoff;
+        g.eps         = eps;
+        g.stream      = stream;
         /* blocks in a row per work-item, about four work-items per compute
          * unit, each reading its next block while writing this one's y */
         size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
@@ -861,13 +861,13 @@ static clnorm_status enqueue_backward(clnorm_context *ctx, clnorm_seq *seq, cons
 
     if (p->gn_cw) {
         clnorm_gncf g = gncf_of(p, a);
-        g.dy = a->dy.mem;
-        g.dyoff = dyoff;
-        g.out = a->dx.mem;
-        g.ooff = dxoff;
-        g.tab = grads ? ws : nomem;
-        g.tofs = tofs;
-        g.stream = stream;
+        g.dy          = a->dy.mem;
+        g.dyoff       = dyoff;
+        g.out         = a->dx.mem;
+        g.ooff        = dxoff;
+        g.tab         = grads ? ws : nomem;
+        g.tofs        = tofs;
+        g.stream      = stream;
         CHECK(clnorm_gncf_run(ctx, seq, &g, 1));
         goto col_combine;
     }
