@@ -204,6 +204,35 @@ inline real4 PART_MERGE_1(real4 acc, real4 p) { return part_merge(acc, p, 1); }
         acc = part_merge(acc, part[((ulong)(t / Ip) * C + c) * Ip + t % Ip], SUMS);
 #endif
 
+/* A channel's coefficients (mean hi, mean lo, gamma*invstd, beta) from its
+ * merged statistics; with out, its saved and running statistics written.
+ * A macro over the forward kernels' common parameter names. */
+inline real4 fwd_coef(real4 acc, uint c, int out, real M, real eps, real f, real bessel,
+                      __global const real *gamma, ulong goff, __global const real *beta, ulong boff,
+                      __global real *smean, ulong smoff, __global real *sinv, ulong sioff,
+                      __global real *rmean, ulong rmoff, __global real *rvar, ulong rvoff)
+{
+    real var = acc.w / M;
+    real inv = (real)1 / sqrt(var + eps);
+    real g   = gamma ? gamma[goff + c] : (real)1;
+    real b   = beta ? beta[boff + c] : (real)0;
+    if (out) {
+        real mean = acc.y + acc.z;
+        if (smean)
+            smean[smoff + c] = mean;
+        if (sinv)
+            sinv[sioff + c] = inv;
+        if (rmean)
+            rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
+        if (rvar)
+            rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
+    }
+    return (real4)(acc.y, acc.z, g * inv, b);
+}
+#define FWD_COEF(acc, c, out)                                                                  \
+    fwd_coef(acc, c, out, M, eps, f, bessel, gamma, goff, beta, boff, smean, smoff, sinv, sioff, \
+             rmean, rmoff, rvar, rvoff)
+
 /* One work-item (or work-group) per channel merges its K*Ip partials and
  * writes the saved statistics, the running averages and the apply
  * coefficients (mean_hi, mean_lo, gamma*invstd, beta) of channel c. */
@@ -219,20 +248,7 @@ __kernel void bn_stats_combine(__global const real4 *part, ulong poff, uint K, u
 {
     coef += cofs;
     COMBINE_CHANNEL(0)
-    real var  = acc.w / M;
-    real mean = acc.y + acc.z;
-    real inv  = (real)1 / sqrt(var + eps);
-    real g    = gamma ? gamma[goff + c] : (real)1;
-    real b    = beta ? beta[boff + c] : (real)0;
-    if (smean)
-        smean[smoff + c] = mean;
-    if (sinv)
-        sinv[sioff + c] = inv;
-    if (rmean)
-        rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
-    if (rvar)
-        rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
-    COEF_STORE(coef, C, c, (real4)(acc.y, acc.z, g * inv, b));
+    COEF_STORE(coef, C, c, FWD_COEF(acc, c, 1));
 }
 
 /* Apply coefficients from running statistics (inference). */
@@ -1230,35 +1246,6 @@ inline ulong next_rows(uint r, uint O, uint C, uint c, uint I, uint tensors, int
         return 0;
     return ((ulong)(r + n - O) * C + c + 1) * I;
 }
-
-/* A channel's coefficients (mean hi, mean lo, gamma*invstd, beta) from its
- * merged statistics; with out, its saved and running statistics written.
- * A macro over the forward kernels' common parameter names. */
-inline real4 fwd_coef(real4 acc, uint c, int out, real M, real eps, real f, real bessel,
-                      __global const real *gamma, ulong goff, __global const real *beta, ulong boff,
-                      __global real *smean, ulong smoff, __global real *sinv, ulong sioff,
-                      __global real *rmean, ulong rmoff, __global real *rvar, ulong rvoff)
-{
-    real var = acc.w / M;
-    real inv = (real)1 / sqrt(var + eps);
-    real g   = gamma ? gamma[goff + c] : (real)1;
-    real b   = beta ? beta[boff + c] : (real)0;
-    if (out) {
-        real mean = acc.y + acc.z;
-        if (smean)
-            smean[smoff + c] = mean;
-        if (sinv)
-            sinv[sioff + c] = inv;
-        if (rmean)
-            rmean[rmoff + c] = ((real)1 - f) * rmean[rmoff + c] + f * mean;
-        if (rvar)
-            rvar[rvoff + c] = ((real)1 - f) * rvar[rvoff + c] + f * (var * bessel);
-    }
-    return (real4)(acc.y, acc.z, g * inv, b);
-}
-#define FWD_COEF(acc, c, out)                                                                  \
-    fwd_coef(acc, c, out, M, eps, f, bessel, gamma, goff, beta, boff, smean, smoff, sinv, sioff, \
-             rmean, rmoff, rvar, rvoff)
 
 __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                            uint O, uint C, uint I, real M, real eps, real f, real bessel,
