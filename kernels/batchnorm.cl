@@ -1943,7 +1943,15 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
  * SPAN_VEC that divides C), and walks the sample's Sp rows of them twice as
  * bn_fwd_cfused and bn_bwd_cfused do: a block of Sp*cw values that stays in
  * cache, where the column streams read the tensor twice from memory (the
- * host checks its size). */
+ * host checks its size). A block has up to GN_CF_CHANNELS channels: 80,
+ * so that groups of 10, 20 and 40 (32 groups of 320, 640 and 1280
+ * channels, the diffusion U-Nets') fit whole vectors; the shared walks
+ * above take CF_MAXV vectors, redefined for these kernels. */
+#ifndef GN_CF_CHANNELS
+#define GN_CF_CHANNELS 80
+#endif
+#undef CF_MAXV
+#define CF_MAXV (GN_CF_CHANNELS / SPAN_VEC)
 
 /* Vectors of channels to and from private arrays of reals: lane i of vector
  * v is channel v*SPAN_VEC + i (the walks keep the vectors in registers). */
@@ -2028,7 +2036,7 @@ __kernel void gn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
                             __global real *inv, ulong ioff, int stream)
 {
     uint nbk = C / cw, B = N * nbk, b0 = get_global_id(0) * nbw;
-    if (b0 >= B)
+    if (b0 >= B || cw > CF_MAXV * SPAN_VEC)
         return;
     uint b1 = min(B, b0 + nbw), nv = cw / SPAN_VEC;
     x += xoff;
@@ -2085,8 +2093,8 @@ __kernel void gn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
                             __global real4 *tab, ulong tofs, int stream)
 {
     uint nbk = C / cw, id = get_global_id(0), n = id / nbk;
-    if (n >= N)
-        return;
+    if (n >= N || cw > CF_MAXV * SPAN_VEC)
+        return; /* (the host's width never exceeds the arrays) */
     uint  j0 = (id % nbk) * cw, nv = cw / SPAN_VEC, G = C / cpg;
     ulong at = (ulong)n * Sp * C + j0;
     x += xoff + at;
@@ -2135,3 +2143,6 @@ __kernel void gn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
 #ifdef CLNORM_VCAST_REGION
 #pragma clang attribute pop
 #endif
+
+#undef CF_MAXV
+#define CF_MAXV (64 / SPAN_VEC)

@@ -37,6 +37,7 @@ enum {
 
 #define RN_NB 4 /* rn_bwd_regs: blocks of 8 columns per lane, as rownorm.cl */
 #define PLANES_W 16 /* rn_col_planes on CPUs: columns per work-item, as rownorm.cl */
+#define GN_CF_CHANNELS 80 /* gn_fwd_cfused, gn_bwd_cfused: most channels per block, as batchnorm.cl */
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
 
@@ -256,7 +257,7 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
 
 /* Group norm channels last on a CPU (gn_fwd_cfused, gn_bwd_cfused): the
  * channels a work-item owns, whole groups in whole vectors of 16 (the
- * width the kernels' walks take on CPUs), 32 to 64 and dividing C, with
+ * width the kernels' walks take on CPUs), 32 to 80 and dividing C, with
  * the sample's rows of them within the channels-last fused block (cached
  * between the two walks) and work-items enough to keep every compute unit
  * busy; the widest such, or 0. */
@@ -270,7 +271,7 @@ static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
         b        = r;
     }
     size_t u = p->cpg / a * 16; /* lcm(cpg, 16) */
-    if (!t->cpu_style || t->no_gncf || p->fused == 0 || u > 64 || p->C % u ||
+    if (!t->cpu_style || t->no_gncf || p->fused == 0 || u > GN_CF_CHANNELS || p->C % u ||
         p->Sp * p->cpg >= ((size_t)1 << 23) || p->N * p->C > UINT_MAX)
         return 0;
     /* Mid-sized tensors stay with the column streams, whose second read the
@@ -286,7 +287,7 @@ static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
     size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1, least = 2 * cu;
     if (least > p->par)
         least = p->par;
-    for (size_t cw = 64 / u * u; cw >= u && cw >= 32; cw -= u) /* 16: measured slower */
+    for (size_t cw = GN_CF_CHANNELS / u * u; cw >= u && cw >= 32; cw -= u) /* 16: measured slower */
         if (p->C % cw == 0 && p->Sp * cw * p->esize <= t->cfuse_max_block && p->N * (p->C / cw) >= least)
             return cw;
     return 0;

@@ -577,6 +577,14 @@ static fam_case gn_cases[] = {
     GNC("constant groups 16x5x5x64 G=4", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 4, 16, 5, 5, 64),
     GNC("constant x, dy 16x4x4x32 G=2", GN, NHWC, 4, DATA_CONST_ALL, AFF_BETA, 2, 16, 4, 4, 32),
     GNC("mean 1e4 24x5x7x64 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 24, 5, 7, 64), /* 3 blocks per work-item */
+    /* blocks of 80 channels (5 vectors): groups of 10, 20 and 40 (32 groups
+     * of 320, 640, 1280), and of 16 where 80 divides C but 64 does not; two
+     * blocks per work-item in the first */
+    GNC("mean 1e4 8x6x6x160 G=16", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 16, 8, 6, 6, 160),
+    GNC("mean 1e6 4x7x9x320 G=16", GN, NHWC, 4, DATA_MEAN_1E6, AFF_BOTH, 16, 4, 7, 9, 320),
+    GNC("mean 1e4 4x5x5x1280 G=32", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 32, 4, 5, 5, 1280),
+    GNC("constant groups 8x4x5x160 G=10", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 10, 8, 4, 5, 160),
+    {"6x5x6x240 G=24 offsets", GN, NHWC, 4, {6, 5, 6, 240}, 0, 24, DATA_NORMAL, AFF_BETA, 1},
 
     GNC("2x6x5x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 6, 5, 7),
     GNC("2x5x7x6", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 5, 7, 6),
@@ -1377,6 +1385,7 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
         GNC("gn 2x9x9x12 G=3", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 3, 2, 9, 9, 12),
         GNC("gn 8x6x6x96 G=32", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 32, 8, 6, 6, 96), /* sample blocks */
         GNC("gn 16x5x5x64 G=4", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 4, 16, 5, 5, 64),
+        GNC("gn 8x6x6x160 G=16", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 16, 8, 6, 6, 160), /* 80-channel blocks */
     };
     clnorm_device_info info;
     clnorm_context_device_info(H.ctx, &info);
