@@ -585,6 +585,9 @@ static fam_case gn_cases[] = {
     GNC("mean 1e4 4x5x5x1280 G=32", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 32, 4, 5, 5, 1280),
     GNC("constant groups 8x4x5x160 G=10", GN, NHWC, 4, DATA_CONSTANT, AFF_BOTH, 10, 8, 4, 5, 160),
     {"6x5x6x240 G=24 offsets", GN, NHWC, 4, {6, 5, 6, 240}, 0, 24, DATA_NORMAL, AFF_BETA, 1},
+    /* 1.15 MB blocks of whole rows: the column streams here, blocks past the
+     * 1 MB budget under test_family_stream (every tensor "large") */
+    GNC("mean 1e4 4x60x60x80 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 4, 60, 60, 80),
 
     GNC("2x6x5x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 6, 5, 7),
     GNC("2x5x7x6", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 5, 7, 6),
