@@ -275,12 +275,14 @@ static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
         p->Sp * p->cpg >= ((size_t)1 << 23) || p->N * p->C > UINT_MAX)
         return 0;
     /* Mid-sized tensors stay with the column streams, whose second read the
-     * last-level cache serves there (8 and 16 MB: 0.82 - 1.0x of their speed
-     * on a 32 MB L3): only tensors within one block's budget (one launch
-     * against four) or past twice the streaming-store threshold (1.1 - 1.6x
-     * at 32 - 100 MB). */
+     * last-level cache serves there (4.7 - 16 MB on a 32 MB L3: blocks at
+     * 0.82 - 1.09x of their speed forward in 10 shapes of 11, 0.83 - 1.64x
+     * backward): only tensors of up to four blocks' budget, where one launch
+     * against four pays (1.3 - 2.6 MB: 1.29 - 2.94x forward, 1.41 - 3.66x
+     * backward; 4 MB, (2,64,64,128): 0.89x and 1.15x), or past twice the
+     * streaming-store threshold (1.1 - 1.6x at 32 - 100 MB). */
     size_t bytes = p->total * p->esize;
-    if (bytes > t->cfuse_max_block && bytes / 2 < t->nt_min_bytes)
+    if (bytes > 4 * t->cfuse_max_block && bytes / 2 < t->nt_min_bytes)
         return 0;
     /* two work-items per compute unit (or the tuner's fewer) balance well
      * enough */
