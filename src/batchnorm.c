@@ -155,13 +155,14 @@ sized:
         /* four vectors (256 bytes of each row in fp32): with fewer, the
          * strided rows defeat the prefetchers (measured slower) */
         size_t nv = 4;
-        /* work-items: par, or for tensors of up to four blocks' budget two
+        /* work-items: par, or for tensors of up to four blocks' budget one
          * per compute unit, where one launch against the streams' three
          * pays: per-activation (256,256) and (128,512) ran 2x, (64,256)
-         * 1.4x, channels last (8,14,14,256) 1.3x; at 4 - 8 MB 0.9 - 1.1x */
+         * 1.4x, (256,128) 1.3x, channels last (8,14,14,256) 1.2 - 1.5x,
+         * (4,28,28,128) 1.1x; at 4 - 8 MB 0.85 - 1.17x */
         size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1, least = par;
-        if (p->total * p->esize <= 4 * t->cfuse_max_block && 2 * cu < par)
-            least = 2 * cu;
+        if (p->total * p->esize <= 4 * t->cfuse_max_block && cu < par)
+            least = cu;
         if (p->C / (16 * nv) >= least && p->O * 16 * nv * 4 <= t->cfuse_max_block)
             p->cf_nv = nv;
     }

@@ -297,11 +297,12 @@ static bn_case cases[] = {
     {"outlier first NHWC", SP, NHWC, 4, {4, 20, 20, 3}, DATA_OUTLIER_FIRST, 1, 1},
     {"N*spatial = 1 biased", SP, NCHW, 4, {1, 16, 1, 1}, DATA_NORMAL, 1, 0},
     /* channels-last shapes the CPU one-kernel column walk takes (C % 16 == 0;
-     * on a 2-unit CPU C >= 1024, or C >= 256 for tensors up to 4 MB) */
+     * on a 2-unit CPU C >= 1024, or C >= 128 for tensors up to 4 MB) */
     {"mean 1e6 NHWC C=256", SP, NHWC, 4, {8, 16, 16, 256}, DATA_MEAN_1E6, 1, 1},
     {"outlier first NHWC C=512", SP, NHWC, 4, {3, 7, 9, 512}, DATA_OUTLIER_FIRST, 1, 1},
     {"constant channel per-activation 37x1024", PA, NCHW, 2, {37, 1024}, DATA_CONSTANT, 1, 1},
     {"mean 1e4 per-activation 100x256", PA, NCHW, 2, {100, 256}, DATA_MEAN_1E4, 1, 1},
+    {"outlier first per-activation 300x128", PA, NCHW, 2, {300, 128}, DATA_OUTLIER_FIRST, 1, 1},
     /* C a multiple of 16 but not of 64: the last work-item owns fewer channels */
     {"per-activation 6x6x6x6x6", PA, NHWC, 5, {6, 6, 6, 6, 6}, DATA_NORMAL, 1, 1},
     {"NHWC 3x2x5x1040", SP, NHWC, 4, {3, 2, 5, 1040}, DATA_MEAN_1E4, 1, 1},
