@@ -590,6 +590,8 @@ static fam_case gn_cases[] = {
     GNC("mean 1e4 4x60x60x80 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 4, 60, 60, 80),
     /* 1.3 MB: blocks as for tensors of one block's budget (one launch) */
     GNC("mean 1e4 1x16x16x1280 G=32", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 32, 1, 16, 16, 1280),
+    /* two blocks in all: one work-item per compute unit on small tensors */
+    GNC("mean 1e6 1x12x10x128 G=32", GN, NHWC, 4, DATA_MEAN_1E6, AFF_BOTH, 32, 1, 12, 10, 128),
 
     GNC("2x6x5x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 6, 5, 7),
     GNC("2x5x7x6", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 5, 7, 6),
