@@ -212,7 +212,9 @@ sized:
     p->part_off    = p->coef_bytes;
     p->part_bytes  = align128(p->K * p->W * 4 * p->psize);
     p->state_off   = p->part_off + p->part_bytes;
-    p->state_bytes = p->stream ? align128(p->K * p->W * 4 * p->psize) : 0;
+    /* bn_bwd_cstream's s1, s2, c1, c2 and, channels first, the columns'
+     * means (bn_stats_cstream takes three) */
+    p->state_bytes = p->stream ? align128(p->K * p->W * (p->I > 1 ? 5 : 4) * p->psize) : 0;
     p->part_bytes += p->state_bytes; /* callers size the scratch as coef + part */
 }
 

@@ -324,6 +324,9 @@ static bn_case cases[] = {
     {"tiny maps outlier 6x40x3x3", SP, NCHW, 4, {6, 40, 3, 3}, DATA_OUTLIER_FIRST, 1, 1},
     {"tiny maps mean 1e6 5x48x5x5", SP, NCHW, 4, {5, 48, 5, 5}, DATA_MEAN_1E6, 1, 1},
     {"tiny maps constant 4x36x2x2", SP, NCHW, 4, {4, 36, 2, 2}, DATA_CONSTANT, 1, 1},
+    /* few channels: tiny maps through the column streams (CPUs), whose
+     * backward spreads the channel means over the columns */
+    {"tiny maps mean 1e4 300x8x3x3", SP, NCHW, 4, {300, 8, 3, 3}, DATA_MEAN_1E4, 1, 1},
 };
 
 ParameterizedTestParameters(bn, grid)
