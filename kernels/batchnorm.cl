@@ -1521,13 +1521,15 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
  * is, the coefficients changing from row to row. bn_infer_fused's walk by
  * channel jumps C*I values between rows, a fresh stream for the prefetchers
  * every row, which cost a third of the bandwidth on rows of a few KB. The
- * same arithmetic per value as bn_infer_fused: the same bits. */
+ * same arithmetic per value as bn_infer_fused: the same bits. With coef,
+ * the coefficient planes of the multi-kernel training forward instead. */
 __kernel void bn_infer_flat(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                             uint C, uint I, ulong rows, uint rpw, real eps,
                             __global const real *rmean, ulong rmoff,
                             __global const real *rvar, ulong rvoff,
                             __global const real *gamma, ulong goff,
-                            __global const real *beta, ulong boff, int stream)
+                            __global const real *beta, ulong boff, int stream,
+                            __global const real *coef, ulong cofs)
 {
     ulong r0 = (ulong)get_global_id(0) * rpw;
     if (r0 >= rows)
@@ -1537,10 +1539,14 @@ __kernel void bn_infer_flat(__global const store_t *x, ulong xoff, __global stor
     x += xoff;
     y += yoff;
     for (ulong r = r0; r < r1; ++r) {
-        real  inv  = (real)1 / sqrt(rvar[rvoff + c] + eps);
-        real  g    = gamma ? gamma[goff + c] : (real)1;
-        real4 k    = (real4)(rmean ? rmean[rmoff + c] : (real)0, (real)0, g * inv,
-                            beta ? beta[boff + c] : (real)0);
+        real4 k;
+        if (coef) { /* the training forward's planes */
+            k = COEF_LOAD(coef + cofs, C, c);
+        } else {
+            real inv = (real)1 / sqrt(rvar[rvoff + c] + eps);
+            real g   = gamma ? gamma[goff + c] : (real)1;
+            k = (real4)(rmean ? rmean[rmoff + c] : (real)0, (real)0, g * inv, beta ? beta[boff + c] : (real)0);
+        }
         ulong base = r * I;
         uint  i    = 0;
         WALKV(i, I, y + base, stream, NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
