@@ -33,7 +33,8 @@ enum {
     K_BWD_BFUSED,
     K_FWD_PFUSED,
     K_GN_FWD_CFUSED,
-    K_GN_BWD_CFUSED
+    K_GN_BWD_CFUSED,
+    K_DX_FLAT
 };
 
 #define APPLY_ROWS 8      /* matches the kernels' defaults */
@@ -1020,7 +1021,19 @@ static clnorm_status backward(clnorm_context *ctx, const char *fn, int frozen, c
             xmem = args->dy.mem;
             xoff = dyoff;
         }
-        if (p.I > 1) {
+        if (p.I > 1 && infer_flat(ctx, &p)) {
+            cl_ulong rows = (cl_ulong)p.O * p.C;
+            cl_uint  rpw  = flat_rows(rows);
+            cl_int   nt   = stream_out(ctx, desc, &p);
+            CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_FLAT, &k));
+            clnorm_karg a[] = {KARG(xmem), KARG(xoff),         KARG(args->dy.mem), KARG(dyoff),
+                               KARG(args->dx.mem), KARG(dxoff), KARG(C),           KARG(I),
+                               KARG(rows), KARG(rpw),          KARG(use_x),        KARG(ws),
+                               KARG(cofs), KARG(nt)};
+            CHECK_SEQ(clnorm_set_args(ctx, k, a, 14));
+            size_t g[1] = {clnorm_div_up(rows, rpw)}, l[1] = {1};
+            CHECK_SEQ(clnorm_seq_run(ctx, &seq, k, 1, g, l));
+        } else if (p.I > 1) {
             cl_ulong rows = (cl_ulong)p.O * p.C;
             CHECK_SEQ(clnorm_get_kernel(ctx, FAMILY_BN, desc->dtype, K_DX_ROWS, &k));
             clnorm_karg a[] = {KARG(xmem), KARG(xoff), KARG(args->dy.mem), KARG(dyoff),

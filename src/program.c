@@ -16,7 +16,7 @@ static const char *const bn_kernels[] = {
     "bn_stats_cstream", "bn_bwd_cstream", "bn_apply_cstream", "bn_dx_cstream",
     "bn_fwd_fused", "bn_bwd_fused", "bn_infer_fused", "bn_fwd_cfused",
     "bn_bwd_cfused", "bn_infer_flat", "bn_fwd_bfused", "bn_bwd_bfused", "bn_fwd_pfused",
-    "gn_fwd_cfused", "gn_bwd_cfused", NULL};
+    "gn_fwd_cfused", "gn_bwd_cfused", "bn_dx_flat", NULL};
 static const char *const rownorm_kernels[] = {
     "rn_fwd_items",     "rn_fwd_groups",     "rn_stats_items", "rn_stats_groups",
     "gn_stats_cols",    "rn_stats_combine",  "rn_apply",       "rn_bwd_items",
