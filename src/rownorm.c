@@ -298,7 +298,7 @@ static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
      * cache) up to 2.5 budgets, when it holds a quarter of each row or more:
      * on the 2-core EPYC (1 MB L2, 32 MB L3) blocks of 1.3 - 2.4 MB so ran
      * 1.04 - 1.15x forward and 1.12 - 1.46x backward; blocks of 3.2 and
-     * 4.2 MB, or of an eighth of the row (2.1 MB), 0.86 - 1.0x. */
+     * 4.2 MB, or of an eighth of the row or less (2.1 MB), 0.70 - 1.0x. */
     int big = bytes / 2 >= t->nt_min_bytes;
     for (size_t cw = GN_CF_CHANNELS / u * u; cw >= u && cw >= 32; cw -= u) { /* 16: measured slower */
         size_t block = p->Sp * cw * p->esize;
