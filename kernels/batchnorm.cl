@@ -1523,6 +1523,16 @@ __kernel void bn_infer_fused(__global const store_t *x, ulong xoff, __global sto
  * every row, which cost a third of the bandwidth on rows of a few KB. The
  * same arithmetic per value as bn_infer_fused: the same bits. With coef,
  * the coefficient planes of the multi-kernel training forward instead. */
+/* The rows (o, c) [r0, r1) of work-item get_global_id(0) of an in-order
+ * walk, rpw to a work-item, c the channel of row r0 (bn_infer_flat,
+ * bn_dx_flat). */
+#define FLAT_ROWS(rows, rpw, C)                                  \
+    ulong r0 = (ulong)get_global_id(0) * (rpw);                  \
+    if (r0 >= (rows))                                            \
+        return;                                                  \
+    ulong r1 = min((ulong)(rows), r0 + (rpw));                   \
+    uint  c  = (uint)(r0 % (C));
+
 __kernel void bn_infer_flat(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                             uint C, uint I, ulong rows, uint rpw, real eps,
                             __global const real *rmean, ulong rmoff,
@@ -1531,11 +1541,7 @@ __kernel void bn_infer_flat(__global const store_t *x, ulong xoff, __global stor
                             __global const real *beta, ulong boff, int stream,
                             __global const real *coef, ulong cofs)
 {
-    ulong r0 = (ulong)get_global_id(0) * rpw;
-    if (r0 >= rows)
-        return;
-    ulong r1 = min(rows, r0 + rpw);
-    uint  c  = (uint)(r0 % C);
+    FLAT_ROWS(rows, rpw, C)
     x += xoff;
     y += yoff;
     for (ulong r = r0; r < r1; ++r) {
@@ -1567,11 +1573,7 @@ __kernel void bn_dx_flat(__global const store_t *x, ulong xoff, __global const s
                          __global store_t *dx, ulong dxoff, uint C, uint I, ulong rows, uint rpw, int use_x,
                          __global const real *coef, ulong cofs, int stream)
 {
-    ulong r0 = (ulong)get_global_id(0) * rpw;
-    if (r0 >= rows)
-        return;
-    ulong r1 = min(rows, r0 + rpw);
-    uint  c  = (uint)(r0 % C);
+    FLAT_ROWS(rows, rpw, C)
     x += xoff;
     dy += dyoff;
     dx += dxoff;

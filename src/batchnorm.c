@@ -652,6 +652,33 @@ static int infer_flat(const clnorm_context *ctx, const bn_plan *p)
     return ctx->tune.cpu_style && p->I > 1 && !ctx->tune.no_flat;
 }
 
+/* bn_infer_flat (CPUs: a work-item per run of rows (o, c) in memory
+ * order): y from the running statistics, or with coef (no statistics
+ * buffers then) from the coefficient planes at cofs. */
+static clnorm_status enqueue_flat(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
+                                  const bn_plan *p, clnorm_buffer x, clnorm_buffer y, clnorm_buffer mean,
+                                  clnorm_buffer var, clnorm_buffer gamma, clnorm_buffer beta, cl_mem coef,
+                                  cl_ulong cofs)
+{
+    clnorm_status st;
+    cl_kernel     k;
+    real_arg      reps = mk_real(p, d->epsilon);
+    cl_uint       C = (cl_uint)p->C, I = (cl_uint)p->I;
+    cl_ulong      xoff = x.offset, yoff = y.offset, moff = mean.offset, voff = var.offset;
+    cl_ulong      goff = gamma.offset, boff = beta.offset, rows = (cl_ulong)p->O * p->C;
+    cl_uint       rpw    = flat_rows(rows);
+    cl_int        stream = stream_out(ctx, d, p);
+    CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FLAT, &k));
+    clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(C),
+                          KARG(I),         KARG(rows), KARG(rpw),       KREAL(p, reps),
+                          KARG(mean.mem),  KARG(moff), KARG(var.mem),   KARG(voff),
+                          KARG(gamma.mem), KARG(goff), KARG(beta.mem),  KARG(boff),
+                          KARG(stream),    KARG(coef), KARG(cofs)};
+    CHECK(clnorm_set_args(ctx, k, args, 20));
+    size_t g[1] = {clnorm_div_up(rows, rpw)}, l[1] = {1};
+    return clnorm_seq_run(ctx, seq, k, 1, g, l);
+}
+
 /* y = gamma*(x - mean)/sqrt(var + eps) + beta from per-channel vectors as
  * one kernel; with x = dy, no mean and no beta it is the frozen dx. */
 static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, const clnorm_bn_desc *d,
@@ -666,21 +693,8 @@ static clnorm_status enqueue_infer_fused(clnorm_context *ctx, clnorm_seq *seq, c
     cl_ulong      xoff = x.offset, yoff = y.offset, moff = mean.offset, voff = var.offset;
     cl_ulong      goff = gamma.offset, boff = beta.offset;
     cl_int        stream = stream_out(ctx, d, p);
-    if (infer_flat(ctx, p)) {
-        /* CPUs: a work-item per run of rows in memory order */
-        cl_ulong rows = (cl_ulong)p->O * p->C, nocofs = 0;
-        cl_uint  rpw  = flat_rows(rows);
-        cl_mem   nocoef = NULL;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FLAT, &k));
-        clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(C),
-                              KARG(I),         KARG(rows), KARG(rpw),       KREAL(p, reps),
-                              KARG(mean.mem),  KARG(moff), KARG(var.mem),   KARG(voff),
-                              KARG(gamma.mem), KARG(goff), KARG(beta.mem),  KARG(boff),
-                              KARG(stream),    KARG(nocoef), KARG(nocofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 20));
-        size_t g[1] = {clnorm_div_up(rows, rpw)}, l[1] = {1};
-        return clnorm_seq_run(ctx, seq, k, 1, g, l);
-    }
+    if (infer_flat(ctx, p))
+        return enqueue_flat(ctx, seq, d, p, x, y, mean, var, gamma, beta, NULL, 0);
     CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FUSED, &k));
     clnorm_karg args[] = {KARG(x.mem),     KARG(xoff), KARG(y.mem),     KARG(yoff), KARG(O),
                           KARG(C),         KARG(I),    KREAL(p, reps),  KARG(mean.mem), KARG(moff),
@@ -723,19 +737,8 @@ static clnorm_status enqueue_apply(clnorm_context *ctx, clnorm_seq *seq, const c
         /* CPUs: bn_infer_flat's walk in memory order on the coefficient
          * planes; bn_apply_rows' work-items of 8 values, in work-groups of
          * a row's, took 1.7 - 1.9 ms of the 3 on (512,512,4,4) */
-        cl_ulong rows = (cl_ulong)p->O * p->C, nooff = 0;
-        cl_uint  rpw  = flat_rows(rows);
-        cl_int   nt   = stream_out(ctx, d, p);
-        cl_mem   none = NULL;
-        real_arg zero = mk_real(p, 0.0);
-        CHECK(clnorm_get_kernel(ctx, FAMILY_BN, d->dtype, K_INFER_FLAT, &k));
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff),  KARG(a->y.mem), KARG(yoff),     KARG(C),
-                              KARG(I),        KARG(rows),  KARG(rpw),      KREAL(p, zero), KARG(none),
-                              KARG(nooff),    KARG(none),  KARG(nooff),    KARG(none),     KARG(nooff),
-                              KARG(none),     KARG(nooff), KARG(nt),       KARG(ws),       KARG(cofs)};
-        CHECK(clnorm_set_args(ctx, k, args, 20));
-        size_t g[1] = {clnorm_div_up(rows, rpw)}, l[1] = {1};
-        return clnorm_seq_run(ctx, seq, k, 1, g, l);
+        clnorm_buffer none = {0};
+        return enqueue_flat(ctx, seq, d, p, a->x, a->y, none, none, none, none, ws, cofs);
     }
     if (p->I > 1) {
         cl_ulong rows = (cl_ulong)p->O * p->C;
