@@ -134,6 +134,13 @@ int            clnorm_cache_dir(char *out, size_t n);
 int            clnorm_mkdir_p(char *path);
 unsigned char *clnorm_read_file(const char *path, size_t *len);
 void clnorm_write_file_atomic(const char *dir, const char *path, const unsigned char *data, size_t len);
+/* The binary cache's size limit (CLNORM_CACHE_MAX_SIZE, default 256 MiB, 0:
+ * none), and its trim: removes the least recently modified binaries (names
+ * of 32 hex digits and ".bin") other than keep until the binaries total
+ * limit bytes at most (0: no limit), and temporary files abandoned over an
+ * hour ago; touches nothing else, fails silently. */
+unsigned long long clnorm_cache_limit(void);
+void               clnorm_cache_prune(const char *dir, const char *keep, unsigned long long limit);
 
 /* Tuning (tune.c): the shape class of a batch norm plan, the choice for it,
  * and the per-device file of tuned choices. */

@@ -2,11 +2,15 @@
  * on-disk cache of program binaries keyed by everything that changes them. */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const bn_kernels[] = {
@@ -136,6 +140,131 @@ void clnorm_write_file_atomic(const char *dir, const char *path, const unsigned 
         unlink(tmp);
 }
 
+/* ---- cache size ----------------------------------------------------------- */
+
+/* The cache holds a binary per (kernel family, storage type, device, driver,
+ * library version): about 1.4 MB each on PoCL, a dozen MB per device and
+ * version. Old versions' and drivers' binaries are never read again, so the
+ * directory is kept within a limit, least recently used out first (as a GPU
+ * driver's compute cache is): a hit refreshes a binary's modification time,
+ * and each new binary stored trims the rest. */
+#define CACHE_MAX_DEFAULT ((unsigned long long)256 << 20)
+#define CACHE_TMP_STALE_S 3600 /* a writer's temporary file this old was abandoned */
+
+/* CLNORM_CACHE_MAX_SIZE: bytes, with an optional K, M or G suffix (powers
+ * of 1024, optionally followed by "B" or "iB"); 0 for no limit. Unset or
+ * malformed: 256 MiB. */
+unsigned long long clnorm_cache_limit(void)
+{
+    const char *s = getenv("CLNORM_CACHE_MAX_SIZE");
+    if (!s || *s < '0' || *s > '9')
+        return CACHE_MAX_DEFAULT;
+    char *end;
+    errno                = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return CACHE_MAX_DEFAULT;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: break;
+    }
+    if (shift) {
+        ++end;
+        if (end[0] == 'i' && end[1] == 'B')
+            end += 2;
+        else if (end[0] == 'B')
+            ++end;
+    }
+    if (*end || (shift && v > (ULLONG_MAX >> shift)))
+        return CACHE_MAX_DEFAULT;
+    return v << shift;
+}
+
+/* A binary's name as build_program writes it: 32 lowercase hex digits and
+ * ".bin". Nothing else in the directory (tuning files, a user's own) is
+ * ever removed, bar the writers' stale temporary files. */
+static int is_binary_name(const char *n)
+{
+    for (int i = 0; i < 32; ++i)
+        if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+            return 0;
+    return strcmp(n + 32, ".bin") == 0;
+}
+
+typedef struct cache_entry {
+    char               name[40];
+    unsigned long long size;
+    struct timespec    mtime;
+} cache_entry;
+
+static int entry_older(const void *pa, const void *pb)
+{
+    const cache_entry *a = pa, *b = pb;
+    if (a->mtime.tv_sec != b->mtime.tv_sec)
+        return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
+    if (a->mtime.tv_nsec != b->mtime.tv_nsec)
+        return a->mtime.tv_nsec < b->mtime.tv_nsec ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+void clnorm_cache_prune(const char *dir, const char *keep, unsigned long long limit)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    cache_entry       *e = NULL;
+    size_t             n = 0, cap = 0;
+    unsigned long long total = 0;
+    int                ok    = 1;
+    time_t             now   = time(NULL);
+    char               path[4200];
+    struct dirent     *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm  = de->d_name;
+        int         tmp = strncmp(nm, ".tmp-", 5) == 0;
+        struct stat st;
+        if ((!tmp && !is_binary_name(nm)) ||
+            snprintf(path, sizeof path, "%s/%s", dir, nm) >= (int)sizeof path || lstat(path, &st) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if (tmp) {
+            if (now - st.st_mtime > CACHE_TMP_STALE_S)
+                unlink(path);
+            continue;
+        }
+        total += (unsigned long long)st.st_size;
+        if (keep && strcmp(nm, keep) == 0)
+            continue; /* the binary just stored stays */
+        if (n == cap) {
+            size_t       nc = cap ? 2 * cap : 64;
+            cache_entry *ne = realloc(e, nc * sizeof *e);
+            if (!ne) {
+                ok = 0; /* no list, no eviction */
+                break;
+            }
+            e   = ne;
+            cap = nc;
+        }
+        memcpy(e[n].name, nm, 37);
+        e[n].size  = (unsigned long long)st.st_size;
+        e[n].mtime = st.st_mtim;
+        ++n;
+    }
+    closedir(d);
+    if (ok && limit && total > limit) {
+        qsort(e, n, sizeof *e, entry_older);
+        for (size_t i = 0; i < n && total > limit; ++i) {
+            snprintf(path, sizeof path, "%s/%s", dir, e[i].name);
+            if (unlink(path) == 0 || errno == ENOENT)
+                total -= e[i].size;
+        }
+    }
+    free(e);
+}
+
 static cl_program load_cached(clnorm_context *ctx, const char *path, const char *options)
 {
     size_t         len = 0;
@@ -155,6 +284,9 @@ static cl_program load_cached(clnorm_context *ctx, const char *path, const char 
         clReleaseProgram(prog);
         return NULL;
     }
+    /* recently used: the last the size limit removes (where the directory
+     * is read-only this fails, and nothing is removed there either) */
+    utimensat(AT_FDCWD, path, NULL, 0);
     return prog;
 }
 
@@ -168,8 +300,11 @@ static void store_cached(clnorm_context *ctx, cl_program prog, char *dir, const 
         return;
     unsigned char *bins[1] = {bin};
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
-        clnorm_mkdir_p(dir) == 0)
+        clnorm_mkdir_p(dir) == 0) {
         clnorm_write_file_atomic(dir, path, bin, len);
+        const char *base = strrchr(path, '/');
+        clnorm_cache_prune(dir, base ? base + 1 : path, clnorm_cache_limit());
+    }
     free(bin);
     (void)ctx;
 }
