@@ -261,7 +261,7 @@ static void plan_norm(const clnorm_context *ctx, rn_plan *p, int backward)
  * the sample's rows of them within the channels-last fused block (cached
  * between the two walks) and work-items enough to keep every compute unit
  * busy; the widest such, or 0. */
-static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
+static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p, int backward)
 {
     const clnorm_tuning *t = &ctx->tune;
     size_t a = p->cpg, b = 16;
@@ -274,16 +274,17 @@ static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
     if (!t->cpu_style || t->no_gncf || p->fused == 0 || u > GN_CF_CHANNELS || p->C % u ||
         p->Sp * p->cpg >= ((size_t)1 << 23) || p->N * p->C > UINT_MAX)
         return 0;
-    /* Mid-sized tensors stay with the column streams, whose second read the
-     * last-level cache serves there (4.7 - 16 MB on a 32 MB L3: blocks at
-     * 0.82 - 1.09x of their speed forward in 10 shapes of 11, 0.83 - 1.64x
-     * backward): only tensors of up to four blocks' budget, where one launch
-     * against four pays (1.3 - 2.6 MB: 1.29 - 2.94x forward, 1.41 - 3.66x
-     * backward; 4 MB, (2,64,64,128): 0.89x and 1.15x), or past twice the
-     * streaming-store threshold (1.1 - 1.6x at 32 - 100 MB). */
+    /* Mid-sized tensors mostly stay with the column streams, whose second
+     * read the last-level cache serves there (4.7 - 16 MB on a 32 MB L3,
+     * rows of 4 blocks or less: blocks at 0.79 - 1.09x of their speed
+     * forward, 0.87 - 1.15x backward): blocks on tensors of up to four
+     * blocks' budget, where one launch against four pays (1.3 - 2.6 MB:
+     * 1.29 - 2.94x forward, 1.41 - 3.66x backward; 4 MB, (2,64,64,128):
+     * 0.89x and 1.15x), or past twice the streaming-store threshold (1.1 -
+     * 1.6x at 32 - 100 MB). Between the two, rows of 8 blocks or more
+     * (below). */
     size_t bytes = p->total * p->esize;
-    if (bytes > 4 * t->cfuse_max_block && bytes / 2 < t->nt_min_bytes)
-        return 0;
+    int    mid   = bytes > 4 * t->cfuse_max_block && bytes / 2 < t->nt_min_bytes;
     /* two work-items per compute unit (or the tuner's fewer) balance well
      * enough; on tensors of up to four budgets one does, against the
      * streams' launches ((1,32,32,128) and (2,16,16,64), two blocks: 1.37 -
@@ -303,8 +304,18 @@ static size_t gn_cf_width(const clnorm_context *ctx, const rn_plan *p)
     for (size_t cw = GN_CF_CHANNELS / u * u; cw >= u && cw >= 32; cw -= u) { /* 16: measured slower */
         size_t block = p->Sp * cw * p->esize;
         if (p->C % cw == 0 && p->N * (p->C / cw) >= least &&
-            (block <= t->cfuse_max_block || (big && 4 * cw >= p->C && 2 * block <= 5 * t->cfuse_max_block)))
+            (block <= t->cfuse_max_block || (big && 4 * cw >= p->C && 2 * block <= 5 * t->cfuse_max_block))) {
+            /* Mid-sized tensors whose rows hold 8 blocks or more (C >= 512)
+             * took them, alternated with the streams in one process on the
+             * EPYC (2 cores, 1 MB L2, 32 MB L3), 5 - 31 MB: backward 1.10 -
+             * 1.73x in 14 shapes of 14 (C = 512 - 2560); forward 1.05 -
+             * 1.70x with blocks of 80 channels (groups of 20, 40, 80: the
+             * diffusion U-Nets' 32 groups of 640, 1280, 2560) in 9 of 9,
+             * but 0.76 - 1.14x with 64 (C = 512, 1024) */
+            if (mid && (8 * cw > p->C || (!backward && cw < GN_CF_CHANNELS)))
+                return 0;
             return cw;
+        }
     }
     return 0;
 }
@@ -316,7 +327,7 @@ static void plan_groupnorm(const clnorm_context *ctx, rn_plan *p, int backward)
     p->nper                = p->cpg * p->Sp;
     plan_choice(ctx, p, backward ? 'G' : 'g', p->nhwc ? CLNORM_WALK_ROWS : CLNORM_WALK_COLS, p->nper,
                 p->nstat);
-    if (p->nhwc && (p->gn_cw = gn_cf_width(ctx, p)) != 0) {
+    if (p->nhwc && (p->gn_cw = gn_cf_width(ctx, p, backward)) != 0) {
         p->col_n = p->N * p->C; /* the (n, c) table for dgamma/dbeta */
         plan_scratch(p);
         return;

@@ -592,6 +592,10 @@ static fam_case gn_cases[] = {
     GNC("mean 1e4 1x16x16x1280 G=32", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 32, 1, 16, 16, 1280),
     /* two blocks in all: one work-item per compute unit on small tensors */
     GNC("mean 1e6 1x12x10x128 G=32", GN, NHWC, 4, DATA_MEAN_1E6, AFF_BOTH, 32, 1, 12, 10, 128),
+    /* 4 - 32 MB, rows of 8 blocks or more: blocks of 80 channels both ways
+     * (5.2 MB), of 64 backward only (6.3 MB; the streams forward) */
+    GNC("mean 1e4 2x32x32x640 G=32", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 32, 2, 32, 32, 640),
+    GNC("mean 1e6 3x32x32x512 G=32", GN, NHWC, 4, DATA_MEAN_1E6, AFF_BOTH, 32, 3, 32, 32, 512),
 
     GNC("2x6x5x7", IN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 6, 5, 7),
     GNC("2x5x7x6", IN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 0, 2, 5, 7, 6),
