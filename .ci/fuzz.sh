@@ -25,12 +25,17 @@ mkdir -p "$build/artifacts"
 export ASAN_OPTIONS="use_sigaltstack=0"
 export LSAN_OPTIONS="suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# a fixed address layout, as .ci/sanitize.sh says why
+norand=()
+if setarch "$(uname -m)" -R true 2>/dev/null; then
+  norand=(setarch "$(uname -m)" -R)
+fi
 status=0
 for f in fuzz_npy fuzz_bn_args; do
   work="$build/corpus/$f"   # new inputs land here; the seeds stay untouched
   mkdir -p "$work"
   echo "== $f: ${secs}s"
-  "$build/tests/fuzz/$f" -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 \
+  "${norand[@]}" "$build/tests/fuzz/$f" -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$f-" "$work" "tests/fuzz/corpus/$f" 2>"$build/$f.log" || {
     status=1
     echo "fuzz.sh: $f failed; the end of its log:" >&2
