@@ -310,6 +310,11 @@ static bn_case cases[] = {
      * multiple of 16: frozen backward forms dx in the gradient sums' walk */
     {"NHWC 3x50x40x80", SP, NHWC, 4, {3, 50, 40, 80}, DATA_NORMAL, 1, 1},
     {"mean 1e4 per-activation 9000x48", PA, NCHW, 2, {9000, 48}, DATA_MEAN_1E4, 1, 1},
+    /* C >= 1024 and rows enough for several per work-item: the column
+     * streams' apply takes rows four at a time (bn_apply_cstream, CS_RG),
+     * with two or three rows left over per work-item */
+    {"mean 1e4 NHWC 3x9x9x1024", SP, NHWC, 4, {3, 9, 9, 1024}, DATA_MEAN_1E4, 1, 1},
+    {"outlier first per-activation 300x2048", PA, NCHW, 2, {300, 2048}, DATA_OUTLIER_FIRST, 1, 1},
     /* channels first, small maps: CPUs walk blocks of channels in memory
      * order (bn_fwd_bfused, bn_bwd_bfused); 70 channels leave the last
      * work-item's block part-full, 8x16 is whole vectors, 6x6 and 5x9 end
