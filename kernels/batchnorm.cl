@@ -1890,7 +1890,10 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
  * then y in reverse row order while the block of columns is still in cache.
  * For per-activation and channels-last tensors whose column block fits the
  * cache (the host checks). */
-#define CF_MAXV (64 / SPAN_VEC)
+#ifndef BN_CF_CHANNELS
+#define BN_CF_CHANNELS 64
+#endif
+#define CF_MAXV (BN_CF_CHANNELS / SPAN_VEC)
 
 /* Read-ahead of the one-kernel channels-last walks: CF_RA blocks of rows
  * ahead (prefetchers follow strided column blocks poorly). */
@@ -2044,6 +2047,16 @@ __kernel void bn_fwd_cfused(__global const store_t *x, ulong xoff, __global stor
     CF_OUT_WALK(y, O, C, nv, stream, ((LOADV(x, e) - hi[v]) - lo[v]) * sc[v] + sh[v]);
 }
 
+/* The backward takes blocks of up to BN_CF_BWD_CHANNELS channels: on rows
+ * of 2048 channels or more (the host's choice) 128 channels, 512 bytes of
+ * every row, against 64 ran 1.05 - 1.4x (per-activation (512,4096) and
+ * (256,8192), (32,7,7,2048), (16,7,7,2048)); the forward did not gain. */
+#ifndef BN_CF_BWD_CHANNELS
+#define BN_CF_BWD_CHANNELS 128
+#endif
+#undef CF_MAXV
+#define CF_MAXV (BN_CF_BWD_CHANNELS / SPAN_VEC)
+
 /* Backward as bn_fwd_cfused walks: sum dy and sum dy*(x - mean) per channel
  * (plain over a block of COL_BLOCK rows, compensated across blocks), then dx
  * in reverse row order while cache-hot. frozen: the running statistics, dx
@@ -2095,6 +2108,8 @@ __kernel void bn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
                 frozen ? kz[v] * LOADV(dy, e)
                        : kz[v] * ((LOADV(dy, e) - kw[v]) - (LOADV(x, e) - kx[v]) * ky[v]));
 }
+#undef CF_MAXV
+#define CF_MAXV (BN_CF_CHANNELS / SPAN_VEC)
 
 /* ---- group norm channels last, CPUs, fused: work-item (n, b) owns channels
  * [b*cw, b*cw + cw) of sample n, whole groups (cw a multiple of cpg and of
@@ -2303,4 +2318,4 @@ __kernel void gn_bwd_cfused(__global const store_t *x, ulong xoff, __global cons
 #endif
 
 #undef CF_MAXV
-#define CF_MAXV (64 / SPAN_VEC)
+#define CF_MAXV (BN_CF_CHANNELS / SPAN_VEC)

@@ -315,6 +315,9 @@ static bn_case cases[] = {
      * with two or three rows left over per work-item */
     {"mean 1e4 NHWC 3x9x9x1024", SP, NHWC, 4, {3, 9, 9, 1024}, DATA_MEAN_1E4, 1, 1},
     {"outlier first per-activation 300x2048", PA, NCHW, 2, {300, 2048}, DATA_OUTLIER_FIRST, 1, 1},
+    /* backward: 2048 channels or more take blocks of 128 (bn_bwd_cfused);
+     * 2080 leaves the last work-item two vectors */
+    {"mean 1e4 per-activation 40x2080", PA, NCHW, 2, {40, 2080}, DATA_MEAN_1E4, 1, 1},
     /* ... and past 1024 rows, training forward takes the column streams
      * too (CF_WIDE_MAX_BLOCK) */
     {"mean 1e4 per-activation 1100x1024", PA, NCHW, 2, {1100, 1024}, DATA_MEAN_1E4, 1, 1},
