@@ -207,15 +207,24 @@ sized:
     /* Channels first with small maps on a CPU: a work-item owns a block of
      * channels whose slice fits L2 and walks it in memory order. The
      * backward also on maps of up to twice bfuse_max_inner (the 14x14 and
-     * 16x16 layers) below the streaming-store threshold: (32,512,14,14)
+     * 16x16 layers) below the streaming-store threshold (no streaming
+     * stores: its runs start mid-vector): (32,512,14,14)
      * 1.15 - 1.19x, (32,256,14,14) 1.08 - 1.18x (frozen 1.1x), (32,256,16,16)
      * 1.35x, (64,256,14,14) 1.01 - 1.1x; with streaming stores it lost
      * ((32,1024,14,14) 0.84 - 0.88x), as did the forward (0.79 - 1.03x). */
     int    nt_out = t->nt && p->total * p->esize >= t->nt_min_bytes;
-    size_t bf_in  = t->bfuse_max_inner * (dir == 'b' && !nt_out ? 2 : 1);
+    size_t bf_in = t->bfuse_max_inner, bf_block = t->bfuse_max_block;
+    if (dir == 'b' && !nt_out) {
+        /* ... and on maps of up to 1024 values (28x28), with blocks of up
+         * to twice the budget: (32,128,28,28) 1.16x, (32,64,28,28) 1.14 -
+         * 1.27x; (32,512,28,28), 51 MB with streaming stores, lost (0.88x) */
+        if (p->I > 2 * bf_in)
+            bf_block *= 2;
+        bf_in *= 8;
+    }
     if (t->cpu_style && p->rows && p->fused && !t->no_bfused && p->I <= bf_in) {
         size_t per = p->O * p->I * 4 * (dir == 'b' ? 2 : 1);
-        size_t cw  = per ? t->bfuse_max_block / per : 0;
+        size_t cw  = per ? bf_block / per : 0;
         if (cw > p->C / par)
             cw = p->C / par;
         if (cw > BF_MAXC)

@@ -331,6 +331,7 @@ static bn_case cases[] = {
     {"small maps constant 2x64x5x9", SP, NCHW, 4, {2, 64, 5, 9}, DATA_CONSTANT, 0, 1},
     /* maps of 129 - 256 values: the block walk backward only */
     {"small maps mean 1e4 3x50x14x15", SP, NCHW, 4, {3, 50, 14, 15}, DATA_MEAN_1E4, 1, 1},
+    {"small maps mean 1e6 3x40x27x29", SP, NCHW, 4, {3, 40, 27, 29}, DATA_MEAN_1E6, 1, 1},
     /* maps under 32 values (the column streams' range) take the same walk
      * on small tensors: 16, 9, 25 and 4 values, blocks of 2 - 4 channels */
     {"tiny maps mean 1e4 8x64x4x4", SP, NCHW, 4, {8, 64, 4, 4}, DATA_MEAN_1E4, 1, 1},
