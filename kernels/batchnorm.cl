@@ -1664,36 +1664,48 @@ __kernel void bn_dx_flat(__global const store_t *x, ulong xoff, __global const s
 #endif
 #endif
 
-/* Sum of the run of I values at p (I >= SPAN_VEC). */
-inline real bf_sum(__global const store_t *p, uint I)
+/* The run of I values at p added to s by vectors (returned) and its tail
+ * to *t; bf_sum, their total. */
+inline realv bf_sumv(__global const store_t *p, uint I, realv s, real *t)
 {
-    realv s = (realv)0;
-    real  t = 0;
-    uint  i = 0;
+    uint i = 0;
     for (; i + SPAN_VEC <= I; i += SPAN_VEC)
         s += LOADV(p, i);
     for (; i < I; ++i)
-        t += LOAD1(p, i);
-    return sumv(s) + t;
+        *t += LOAD1(p, i);
+    return s;
 }
 
-/* Sums of deviations from m and of their squares over the run at p. */
-inline real2 bf_dev(__global const store_t *p, uint I, real m)
+inline real bf_sum(__global const store_t *p, uint I)
 {
-    realv d1 = (realv)0, d2 = (realv)0;
-    real  t1 = 0, t2 = 0;
-    uint  i  = 0;
+    real t = 0;
+    return sumv(bf_sumv(p, I, (realv)0, &t)) + t;
+}
+
+/* Deviations from m of the run at p added to d1 (returned) and their
+ * squares to *d2, by vectors, the tail's to *t; bf_dev, their totals. */
+inline realv bf_devv(__global const store_t *p, uint I, real m, realv d1, realv *d2, real2 *t)
+{
+    uint i = 0;
     for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
         realv d = LOADV(p, i) - m;
         d1 += d;
-        d2 = fma(d, d, d2);
+        *d2 = fma(d, d, *d2);
     }
     for (; i < I; ++i) {
         real d = LOAD1(p, i) - m;
-        t1 += d;
-        t2 = fma(d, d, t2);
+        t->x += d;
+        t->y = fma(d, d, t->y);
     }
-    return (real2)(sumv(d1) + t1, sumv(d2) + t2);
+    return d1;
+}
+
+inline real2 bf_dev(__global const store_t *p, uint I, real m)
+{
+    realv d2 = (realv)0;
+    real2 t  = (real2)0;
+    realv d1 = bf_devv(p, I, m, (realv)0, &d2, &t);
+    return (real2)(sumv(d1) + t.x, sumv(d2) + t.y);
 }
 
 inline void bf_prefetch(__global const store_t *p, ulong n)
@@ -1733,15 +1745,8 @@ __kernel void bn_fwd_bfused(__global const store_t *x, ulong xoff, __global stor
         if (o + 1 < O)
             bf_prefetch(row + rs, nI);
         for (uint c = 0; c < n; ++c) {
-            __global const store_t *p = row + (ulong)c * I;
-            realv s = va[c];
-            real  t = 0;
-            uint  i = 0;
-            for (; i + SPAN_VEC <= I; i += SPAN_VEC)
-                s += LOADV(p, i);
-            for (; i < I; ++i)
-                t += LOAD1(p, i);
-            va[c] = s;
+            real t = 0;
+            va[c]  = bf_sumv(row + (ulong)c * I, I, va[c], &t);
             k[c].x += t;
         }
     }
@@ -1753,24 +1758,11 @@ __kernel void bn_fwd_bfused(__global const store_t *x, ulong xoff, __global stor
     for (uint o = 0; o < O; ++o) {
         __global const store_t *row = x + o * rs;
         for (uint c = 0; c < n; ++c) {
-            __global const store_t *p = row + (ulong)c * I;
-            real  m = k[c].x;
-            realv d1 = va[c], d2 = vb[c];
-            real  t1 = 0, t2 = 0;
-            uint  i = 0;
-            for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
-                realv d = LOADV(p, i) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-            }
-            for (; i < I; ++i) {
-                real d = LOAD1(p, i) - m;
-                t1 += d;
-                t2 = fma(d, d, t2);
-            }
-            va[c] = d1;
-            vb[c] = d2;
-            k[c].yz += (real2)(t1, t2);
+            realv d2 = vb[c];
+            real2 t  = (real2)0;
+            va[c]    = bf_devv(row + (ulong)c * I, I, k[c].x, va[c], &d2, &t);
+            vb[c]    = d2;
+            k[c].yz += t;
         }
     }
     for (uint c = 0; c < n; ++c) {
