@@ -121,7 +121,7 @@ __kernel void bn_stats_rows(__global const store_t *x, ulong xoff, uint O, uint 
 #if LX == 1
             __global const store_t *pf = o + 1 < r1 ? row + (ulong)C * I : NOPF;
             for (uint i = i0; i < i1; i += SPAN)
-                acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, i1 - i), pf ? pf + i : NOPF));
+                acc = stat_span_next(acc, row + i, min((uint)SPAN, i1 - i), pf ? pf + i : NOPF);
 #else
             uint i = i0 + lane * 8;
             for (; i + 8 <= i1; i += 8 * LX)
@@ -1256,7 +1256,7 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
 #if LX == 1
         __global const store_t *pf = o + 1 < O ? row + (ulong)C * I : NOPF;
         for (uint i = 0; i < I; i += SPAN)
-            acc = stat_merge(acc, stat_span(row + i, min((uint)SPAN, I - i), pf ? pf + i : NOPF));
+            acc = stat_span_next(acc, row + i, min((uint)SPAN, I - i), pf ? pf + i : NOPF);
 #else
         uint i = lane * 8;
         for (; i + 8 <= I; i += 8 * LX)
@@ -1364,7 +1364,7 @@ __kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global stor
                 for (; i < i1; ++i)
                     STORE1(bn_apply1(LOAD1(x, base + i), k), y, base + i);
                 if (next)
-                    acc = stat_merge(acc, stat_span(srow + i0, i1 - i0, spf ? spf + i0 : NOPF));
+                    acc = stat_span_next(acc, srow + i0, i1 - i0, spf ? spf + i0 : NOPF);
             }
         }
     }

@@ -36,8 +36,9 @@ inline void nsum8(real8 *s, real8 *c, real8 v)
 
 
 /* A lone lane's statistics of a long row (layer and group norm) go by
- * spans of ROW_SPAN values, 16 KB of the stored type (its second pass
- * still from L1), rather than SPAN: every span costs its horizontal sums
+ * spans of ROW_SPAN values, 16 KB of the stored type (read from L1 for
+ * the first span's second pass; later spans take one, stat_span_next),
+ * rather than SPAN: every span costs its horizontal sums
  * and a merge, and fewer of them ran layer norm forward on rows of 4096
  * and 8192 fp32 values 1.07-1.10x faster on a 2-core EPYC. RS_PF: a span
  * prefetches the next span of its row (into L2) as it reads (1.07-1.08x
@@ -92,8 +93,8 @@ inline real4 range_stats(__global const store_t *p, ulong i0, ulong i1, uint fir
         }
     } else if (step == 8) {
         for (; i < i1; i += ROW_SPAN)
-            acc = stat_merge(acc, stat_span(p + i, min((ulong)ROW_SPAN, i1 - i),
-                                            RS_PF && i + ROW_SPAN < i1 ? p + i + ROW_SPAN : NOPF));
+            acc = stat_span_next(acc, p + i, min((ulong)ROW_SPAN, i1 - i),
+                                 RS_PF && i + ROW_SPAN < i1 ? p + i + ROW_SPAN : NOPF);
     } else {
         for (; i + 8 <= i1; i += step)
             acc = stat_merge(acc, stat_block8(LOAD8(p, i)));
@@ -358,7 +359,7 @@ ALWAYS_INLINE inline void short_rows_tile(__global const store_t *x, ulong L, in
     real16 m = (sum16x16(a) + vload16(0, ta)) * ri;
     vstore16(m, 0, hi);
     for (int r = 0; r < 16; ++r)
-        a[r] = span_dev(x + r * L, L, hi[r], &b[r], &ta[r], &tb[r]);
+        a[r] = span_dev(x + r * L, L, hi[r], NOPF, &b[r], &ta[r], &tb[r]);
     real16 ds = sum16x16(a) + vload16(0, ta);
     real16 qq = sum16x16(b) + vload16(0, tb) - ds * ds * ri;
     vstore16(ds * ri, 0, lo);

@@ -21,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum data_kind { DATA_NORMAL, DATA_MEAN_1E4, DATA_MEAN_1E6, DATA_CONSTANT, DATA_OUTLIER_FIRST };
+/* DATA_STEP_1E6: mean 1e6, std 1, and 3 more in the second half of the
+ * rows, so that the spans of a long channel after the first sit away from
+ * the mean of those before them (the walks' shifted one-pass spans). */
+enum data_kind { DATA_NORMAL, DATA_MEAN_1E4, DATA_MEAN_1E6, DATA_CONSTANT, DATA_OUTLIER_FIRST, DATA_STEP_1E6 };
 
 typedef struct bn_case {
     char           name[40];
@@ -77,6 +80,12 @@ static void fill_data(enum data_kind kind, ref_view v, double *x, size_t n, ref_
             for (size_t i = 0; i < v.inner; ++i)
                 x[(o * v.channels) * v.inner + i] = 3.25;
         break;
+    case DATA_STEP_1E6:
+        ref_fill_normal(r, x, n, 1e6, 1.0);
+        for (size_t o = v.outer / 2; o < v.outer; ++o)
+            for (size_t e = o * v.channels * v.inner; e < (o + 1) * v.channels * v.inner; ++e)
+                x[e] += 3.0;
+        break;
     case DATA_OUTLIER_FIRST:
         ref_fill_normal(r, x, n, 1.0, 1.0);
         for (size_t c = 0; c < v.channels; ++c)
@@ -98,6 +107,8 @@ static void check_vec(const char *what, const char *name, const double *got, con
     double e = normwise_err(got, ref, n, 1e-30);
     cr_expect(e <= tol, "%s: %s normwise error %.3g > %.3g", name, what, e, tol);
 }
+
+#define BIG_MEAN(k) ((k) == DATA_MEAN_1E6 || (k) == DATA_STEP_1E6)
 
 static void run_case(const bn_case *tc)
 {
@@ -159,7 +170,7 @@ static void run_case(const bn_case *tc)
     dev_to_double(mrm, C, grm);
     dev_to_double(mrv, C, grv);
 
-    double tol_y = tc->data == DATA_MEAN_1E6 ? 2e-4 : 2e-5;
+    double tol_y = BIG_MEAN(tc->data) ? 2e-4 : 2e-5;
     cr_expect(!any_nan(gy, n), "%s: y has NaN", tc->name);
     check_vec("y", tc->name, gy, ry, n, tol_y);
     double *var_ref = dalloc(C), *mean_ref = dalloc(C);
@@ -197,7 +208,7 @@ static void run_case(const bn_case *tc)
     double *ry2 = dalloc(n), *gy2 = dalloc(n);
     ref_bn_forward_inference(v, x, gp, bp, grm, grv, d.epsilon, ry2);
     dev_to_double(my2, n, gy2);
-    check_vec("inference y", tc->name, gy2, ry2, n, tc->data == DATA_MEAN_1E6 ? 1e-4 : 2e-5);
+    check_vec("inference y", tc->name, gy2, ry2, n, BIG_MEAN(tc->data) ? 1e-4 : 2e-5);
 
     /* ---- backward with the saved statistics the device produced ---- */
     cl_mem mdy = dev_from_double(dy, n, 0), mdx = dev_from_double(NULL, n, NAN);
@@ -214,7 +225,7 @@ static void run_case(const bn_case *tc)
     dev_to_double(mdx, n, gdx);
     dev_to_double(mdg, C, gdg);
     dev_to_double(mdb, C, gdb);
-    double tol_dx = tc->data == DATA_MEAN_1E6 ? 2e-4 : 5e-5;
+    double tol_dx = BIG_MEAN(tc->data) ? 2e-4 : 5e-5;
     cr_expect(!any_nan(gdx, n), "%s: dx has NaN", tc->name);
     check_vec("dx", tc->name, gdx, rdx, n, tol_dx);
     check_vec("dgamma", tc->name, gdg, rdg, C, 1e-4);
@@ -230,7 +241,7 @@ static void run_case(const bn_case *tc)
     dev_to_double(mdg, C, gdg);
     dev_to_double(mdb, C, gdb);
     check_vec("frozen dx", tc->name, gdx, rdx, n, 2e-5);
-    check_vec("frozen dgamma", tc->name, gdg, rdg, C, tc->data == DATA_MEAN_1E6 ? 1e-3 : 1e-4);
+    check_vec("frozen dgamma", tc->name, gdg, rdg, C, BIG_MEAN(tc->data) ? 1e-3 : 1e-4);
     check_vec("frozen dbeta", tc->name, gdb, rdb, C, 1e-4);
 
     /* frozen dx alone: x, dgamma and dbeta absent */
@@ -291,6 +302,10 @@ static bn_case cases[] = {
     {"mean 1e6 NHWC", SP, NHWC, 4, {8, 16, 16, 4}, DATA_MEAN_1E6, 1, 1},
     {"mean 1e6 long NCHW", SP, NCHW, 4, {4, 2, 300, 300}, DATA_MEAN_1E6, 1, 1},
     {"mean 1e6 per-activation", PA, NCHW, 2, {5000, 6}, DATA_MEAN_1E6, 1, 1},
+    /* long channels (90000-value rows): every span after a channel's first
+     * is one pass about the mean so far; the step moves that mean */
+    {"step 1e6 long NCHW", SP, NCHW, 4, {4, 2, 300, 300}, DATA_STEP_1E6, 1, 1},
+    {"step 1e6 NCHW 6x3x64x64", SP, NCHW, 4, {6, 3, 64, 64}, DATA_STEP_1E6, 1, 1},
     {"constant channel NCHW", SP, NCHW, 4, {3, 4, 10, 10}, DATA_CONSTANT, 1, 1},
     {"constant channel NHWC", SP, NHWC, 4, {3, 10, 10, 4}, DATA_CONSTANT, 1, 1},
     {"outlier first NCHW", SP, NCHW, 4, {4, 3, 20, 20}, DATA_OUTLIER_FIRST, 1, 1},
