@@ -314,6 +314,8 @@ static bn_case cases[] = {
     /* channels-last shapes the CPU one-kernel column walk takes (C % 16 == 0;
      * on a 2-unit CPU C >= 1024, or C >= 128 for tensors up to 4 MB) */
     {"mean 1e6 NHWC C=256", SP, NHWC, 4, {8, 16, 16, 256}, DATA_MEAN_1E6, 1, 1},
+    {"step 1e6 NHWC C=256", SP, NHWC, 4, {8, 16, 16, 256}, DATA_STEP_1E6, 1, 1},
+    {"step 1e6 per-activation 512x128", PA, NCHW, 2, {512, 128}, DATA_STEP_1E6, 1, 1},
     {"outlier first NHWC C=512", SP, NHWC, 4, {3, 7, 9, 512}, DATA_OUTLIER_FIRST, 1, 1},
     {"constant channel per-activation 37x1024", PA, NCHW, 2, {37, 1024}, DATA_CONSTANT, 1, 1},
     {"mean 1e4 per-activation 100x256", PA, NCHW, 2, {100, 256}, DATA_MEAN_1E4, 1, 1},
