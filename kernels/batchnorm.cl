@@ -462,7 +462,7 @@ __kernel void bn_dx_cols(__global const store_t *x, ulong xoff, __global const s
 /* ---- CPU helpers for the channels-last walks ------------------------------ */
 
 #ifndef COL_BLOCK
-#define COL_BLOCK 16 /* rows per two-pass block */
+#define COL_BLOCK 16 /* rows per statistics block */
 #endif
 
 /* Vector Neumaier step for 8 pairs of sums. */
@@ -502,7 +502,8 @@ inline void coef8(__global const real *coef, uint C, uint c, real8 *k0, real8 *k
  * W columns in row order, so memory is read as one contiguous stream. It
  * keeps per-column running state in its own region of scratch (L1/L2
  * resident for the channel counts of real networks) and merges one block
- * of COL_BLOCK rows at a time: two passes over the block, the second from L1. */
+ * of COL_BLOCK rows at a time: two passes over the block, the second from
+ * L1, except for later blocks' panels of four vectors (one pass, below). */
 
 /* Blocks after a work-item's first go through panels of four vectors of
  * columns, row by row (memory order), in one pass over d = x - h, h the

@@ -261,7 +261,7 @@ inline real4 stat_block8(real8 v)
 }
 
 #ifndef SPAN
-#define SPAN 1024 /* values a CPU work-item reduces by two passes over L1 */
+#define SPAN 1024 /* values a CPU work-item reduces from L1 at a time (stat_span, stat_span_next) */
 #endif
 
 /* Statistics of n <= SPAN contiguous values: a first pass for the block
