@@ -453,8 +453,10 @@ inline real4 stat_span(__global const store_t *p, ulong n, __global const store_
  * single pass about the chain's mean so far (acc.y), which is a
  * well-chosen shift: the span's M2 then carries a rounding error of about
  * eps*n*(its mean - acc.y)^2, while the merge adds that distance squared
- * times n*acc.x/(n + acc.x) >= n/2 to the chain's M2, so the error stays
- * a few eps of the result whatever |mean|/std. One read of the span from
+ * times n*acc.x/(n + acc.x) to the chain's M2, n/2 or more since a chain's
+ * first span is its longest: the error stays a few eps of the result
+ * whatever |mean|/std (and a shorter first span, acc.x < n, would only
+ * scale it by (n + acc.x)/acc.x). One read of the span from
  * L1 in place of two: 1.06 - 1.16x on channels-first training forward.
  * A/B: -DSPAN_SHIFT=0. */
 #ifndef SPAN_SHIFT
