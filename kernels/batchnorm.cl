@@ -1898,8 +1898,9 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
  * stride C, O rows), merged into the running (hi + lo, m2) of n values,
  * read ahead CF_RA blocks. The first block by two passes; later ones by
  * one about the running hi, as bn_stats_cstream's panels and
- * stat_span_next (per-activation (512,4096) training forward 1.18 -
- * 1.28x, channels last (32,28,28,128) 1.05 - 1.25x). A/B: -DCF_SHIFT=0. */
+ * stat_span_next (training forward on the 2-core EPYC: per-activation
+ * (512,4096) 1.16 - 1.28x, channels last (8,14,14,256) 1.10 - 1.14x and
+ * (16,7,7,2048) 1.15 - 1.22x). A/B: -DCF_SHIFT=0. */
 #ifndef CF_SHIFT
 #define CF_SHIFT 1
 #endif
