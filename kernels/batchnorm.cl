@@ -1937,27 +1937,23 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
         for (uint v = 0; v < CF_MAXV; ++v) {                                                            \
             if (v < nv) {                                                                               \
                 uint  j = v * SPAN_VEC;                                                                 \
-                realv m, d1 = (realv)0, d2 = (realv)0;                                                  \
-                if (CF_SHIFT && n != (real)0) {                                                         \
-                    m = hi[v];                                                                          \
+                /* the first block: a sum pass for the shift, read ahead;                               \
+                 * later ones: the running hi, read ahead in the one pass */                            \
+                int   sh = CF_SHIFT && n != (real)0;                                                    \
+                realv m  = sh ? hi[v] : (realv)0, d1 = (realv)0, d2 = (realv)0;                         \
+                if (!sh) {                                                                              \
                     for (uint r = 0; r < nb; ++r) {                                                     \
                         PREFETCH_R(pn, (ulong)r * C + j);                                               \
-                        realv d = LOADV(p, (ulong)r * C + j) - m;                                       \
-                        d1 += d;                                                                        \
-                        d2 = fma(d, d, d2);                                                             \
+                        m += LOADV(p, (ulong)r * C + j);                                                \
                     }                                                                                   \
-                } else {                                                                                \
-                    realv s = (realv)0;                                                                 \
-                    for (uint r = 0; r < nb; ++r) {                                                     \
+                    m *= ri;                                                                            \
+                }                                                                                       \
+                for (uint r = 0; r < nb; ++r) {                                                         \
+                    if (sh)                                                                             \
                         PREFETCH_R(pn, (ulong)r * C + j);                                               \
-                        s += LOADV(p, (ulong)r * C + j);                                                \
-                    }                                                                                   \
-                    m = s * ri;                                                                         \
-                    for (uint r = 0; r < nb; ++r) {                                                     \
-                        realv d = LOADV(p, (ulong)r * C + j) - m;                                       \
-                        d1 += d;                                                                        \
-                        d2 = fma(d, d, d2);                                                             \
-                    }                                                                                   \
+                    realv d = LOADV(p, (ulong)r * C + j) - m;                                           \
+                    d1 += d;                                                                            \
+                    d2 = fma(d, d, d2);                                                                 \
                 }                                                                                       \
                 realv blo = d1 * ri, bm2 = nonnegv(d2 - d1 * d1 * ri);                                  \
                 if (n == (real)0) {                                                                     \
