@@ -1362,7 +1362,10 @@ __kernel void bn_fwd_fused(__global const store_t *x, ulong xoff, __global store
  * phase and a write phase, each leaving the other direction of the memory
  * idle; interleaved they move data both ways at once, as a copy does. The
  * statistics are fused_stats' spans merged in the same order, and y the
- * same expression: the same bits as bn_fwd_fused. */
+ * same expression: the same bits as bn_fwd_fused. With streaming stores
+ * and bit 1 of stream set (ahead: three slices fit L2), three stages: the
+ * walk that writes c and sums c + 1 from cache prefetches c + 2, so the
+ * statistics' arithmetic no longer leaves the write side idle. */
 __kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global store_t *y, ulong yoff,
                             uint O, uint C, uint I, uint cw, real M, real eps, real f, real bessel,
                             __global const real *gamma, ulong goff,
@@ -1378,6 +1381,8 @@ __kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global stor
         return;
     uint  c1  = min(C, c0 + cw);
     ulong rs  = (ulong)C * I;
+    int   ahead = stream & 2;
+    stream &= 1;
     x += xoff;
     y += yoff;
     real4 acc = fused_stats(x, O, C, I, c0, 0, sh);
@@ -1388,10 +1393,13 @@ __kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global stor
         for (uint r = 0; r < O; ++r) {
             ulong                   base = (ulong)SECOND_ROW(r) * rs + (ulong)c * I;
             __global const store_t *srow = x + (ulong)r * rs + (ulong)(c + 1) * I;
-            __global const store_t *spf  = r + 1 < O ? srow + rs : NOPF;
+            /* ahead: c + 1's rows came in with c - 1's walk (but c0 + 1's),
+             * and this walk brings c + 2's */
+            __global const store_t *spf  = r + 1 < O && (!ahead || c == c0) ? srow + rs : NOPF;
+            __global const store_t *apf  = ahead && c + 2 < c1 ? srow + I : NOPF;
             for (uint i0 = 0; i0 < I; i0 += SPAN) {
                 uint i1 = min(I, i0 + (uint)SPAN), i = i0;
-                WALKV(i, i1, y + base, stream, NOPF, NOPF, bn_applyv(LOADV(x, base + i), k),
+                WALKV(i, i1, y + base, stream, apf, NOPF, bn_applyv(LOADV(x, base + i), k),
                       bn_apply1(LOAD1(x, base + i), k));
                 for (; i < i1; ++i)
                     STORE1(bn_apply1(LOAD1(x, base + i), k), y, base + i);

@@ -634,7 +634,9 @@ Test(bn, small_maps_offsets, .init = harness_init, .fini = harness_fini, .timeou
  * channel: the same bits as a context made with CLNORM_NO_PFUSED, and the
  * reference's values. (4,19,50,50): runs of 3 channels, the last one 1;
  * (2,9,300,300) with streaming stores forced: slices of 720 KB, past the
- * per-channel kernel's read-ahead, and y at an offset that starts mid-line. */
+ * per-channel kernel's read-ahead, and y at an offset that starts mid-line;
+ * (4,37,50,50) with streaming stores: slices of 40 KB, three stages (runs
+ * of 5 channels on 2 compute units, 3 on 4, the last one shorter). */
 static void pipelined_case(const size_t dims[4], int stream, size_t yoff)
 {
     size_t         C = dims[1], I = dims[2] * dims[3], n = dims[0] * C * I;
@@ -718,6 +720,7 @@ Test(bn, pipelined_same_bits, .init = harness_init, .fini = harness_fini, .timeo
 {
     pipelined_case((const size_t[]){4, 19, 50, 50}, 0, 0);
     pipelined_case((const size_t[]){2, 9, 300, 300}, 1, 5);
+    pipelined_case((const size_t[]){4, 37, 50, 50}, 1, 3);
 }
 
 /* Frozen backward with dgamma/dbeta: channels last with rows enough for
