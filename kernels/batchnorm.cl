@@ -1748,6 +1748,15 @@ inline real2 bf_dev(__global const store_t *p, uint I, real m)
     return (real2)(sumv(d1) + t.x, sumv(d2) + t.y);
 }
 
+/* BF_SHIFT: bn_fwd_bfused's statistics in one walk over memory, the
+ * deviations about the channel's mean so far (stat_span_next's argument,
+ * with chunks of rows each no longer than the rows before it), in place of
+ * a sums walk and a deviations walk (the second from L2). A/B:
+ * -DBF_SHIFT=0. */
+#ifndef BF_SHIFT
+#define BF_SHIFT 1
+#endif
+
 inline void bf_prefetch(__global const store_t *p, ulong n)
 {
 #if BF_PF
@@ -1776,7 +1785,48 @@ __kernel void bn_fwd_bfused(__global const store_t *x, ulong xoff, __global stor
     y += yoff + (ulong)c0 * I;
     for (uint c = 0; c < n; ++c)
         k[c] = (real4)0;
-#if BF_VACC
+#if BF_VACC && BF_SHIFT
+    /* one walk: the first row's runs by two passes (from L1), then chunks
+     * of rows, each no longer than the rows before it, in one pass about
+     * the channel's mean so far, merged at the chunk's end */
+    __local realv va[BF_MAXC], vb[BF_MAXC];
+    __local real2 vt[BF_MAXC];
+    if (O > 1)
+        bf_prefetch(x + rs, nI);
+    for (uint c = 0; c < n; ++c) {
+        __global const store_t *run = x + (ulong)c * I;
+        real                    m   = bf_sum(run, I) * ((real)1 / (real)I); /* a shift: corrected below */
+        real2                   d   = bf_dev(run, I, m);
+        k[c]  = (real4)((real)I, m, d.x / (real)I, nonneg(d.y - d.x * d.x / (real)I));
+        va[c] = vb[c] = (realv)0;
+        vt[c] = (real2)0;
+    }
+    for (uint a = 1; a < O;) {
+        uint b = min(O, 2 * a);
+        for (uint o = a; o < b; ++o) {
+            __global const store_t *row = x + o * rs;
+            if (o + 1 < O)
+                bf_prefetch(row + rs, nI);
+            for (uint c = 0; c < n; ++c) {
+                realv d2 = vb[c];
+                real2 t  = vt[c];
+                va[c]    = bf_devv(row + (ulong)c * I, I, k[c].y, va[c], &d2, &t);
+                vb[c]    = d2;
+                vt[c]    = t;
+            }
+        }
+        real cn = (real)(b - a) * (real)I, ci = (real)1 / cn;
+        for (uint c = 0; c < n; ++c) {
+            real ds = sumv(va[c]) + vt[c].x, q = sumv(vb[c]) + vt[c].y - ds * ds * ci;
+            k[c]    = stat_merge(k[c], (real4)(cn, k[c].y, ds * ci, nonneg(q)));
+            va[c] = vb[c] = (realv)0;
+            vt[c]         = (real2)0;
+        }
+        a = b;
+    }
+    for (uint c = 0; c < n; ++c)
+        k[c] = FWD_COEF(k[c], c0 + c, 1);
+#elif BF_VACC
     __local realv va[BF_MAXC], vb[BF_MAXC];
     for (uint c = 0; c < n; ++c)
         va[c] = (realv)0;

@@ -346,6 +346,12 @@ static bn_case cases[] = {
     {"small maps outlier 5x48x8x16", SP, NCHW, 4, {5, 48, 8, 16}, DATA_OUTLIER_FIRST, 1, 1},
     {"small maps mean 1e6 3x40x6x6", SP, NCHW, 4, {3, 40, 6, 6}, DATA_MEAN_1E6, 1, 1},
     {"small maps constant 2x64x5x9", SP, NCHW, 4, {2, 64, 5, 9}, DATA_CONSTANT, 0, 1},
+    /* the forward block walk's statistics take the first row by two
+     * passes, then chunks of rows (1, 2, 4, ...) in one pass about the mean
+     * so far: 3 more from row 6 of 12 (from row 20 of 40) puts a chunk
+     * away from its shift */
+    {"small maps step 1e6 12x40x7x7", SP, NCHW, 4, {12, 40, 7, 7}, DATA_STEP_1E6, 1, 1},
+    {"tiny maps step 1e6 40x48x3x3", SP, NCHW, 4, {40, 48, 3, 3}, DATA_STEP_1E6, 1, 1},
     /* maps of 129 - 256 values: the block walk backward only */
     {"small maps mean 1e4 3x50x14x15", SP, NCHW, 4, {3, 50, 14, 15}, DATA_MEAN_1E4, 1, 1},
     {"small maps mean 1e6 3x40x27x29", SP, NCHW, 4, {3, 40, 27, 29}, DATA_MEAN_1E6, 1, 1},
