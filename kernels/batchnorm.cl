@@ -1217,6 +1217,13 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
 #ifndef SMALL_ACC2
 #define SMALL_ACC2 1
 #endif
+/* SMALL_SHIFT: the small slice's statistics in one walk: the first row by
+ * two passes, the rest in chunks of rows about the mean so far (in place of
+ * a sums walk and a deviations walk over the whole slice). A/B:
+ * -DSMALL_SHIFT=0. */
+#ifndef SMALL_SHIFT
+#define SMALL_SHIFT 1
+#endif
 /* Statistics of channel c, merged over all lanes; every lane gets the result. */
 inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint c, uint lane,
                          __local real4 *sh)
@@ -1224,6 +1231,45 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
     real4 acc = (real4)0;
 #if LX == 1
     if ((ulong)O * I <= SLICE_TWO_PASS) {
+#if SMALL_SHIFT
+        /* a small slice: the first row by the corrected two-pass, then
+         * chunks of rows, each no longer than the rows before it, in one
+         * pass about the mean so far (stat_span_next's argument), merged at
+         * the chunk's end */
+        acc = stat_span(x + (ulong)c * I, I, NOPF);
+        for (uint a = 1; a < O;) {
+            uint  b  = min(O, 2 * a);
+            real  k  = acc.y;
+            realv d1 = (realv)0, d2 = (realv)0, e1 = (realv)0, e2 = (realv)0;
+            real  t1 = 0, t2 = 0;
+            for (uint o = a; o < b; ++o) {
+                __global const store_t *row = x + ((ulong)o * C + c) * I;
+                uint                    i   = 0;
+                for (; i + 2 * SPAN_VEC <= I; i += 2 * SPAN_VEC) {
+                    realv d = LOADV(row, i) - k, e = LOADV(row, i + SPAN_VEC) - k;
+                    d1 += d;
+                    d2 = fma(d, d, d2);
+                    e1 += e;
+                    e2 = fma(e, e, e2);
+                }
+                for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
+                    realv d = LOADV(row, i) - k;
+                    d1 += d;
+                    d2 = fma(d, d, d2);
+                }
+                for (; i < I; ++i) {
+                    real d = LOAD1(row, i) - k;
+                    t1 += d;
+                    t2 = fma(d, d, t2);
+                }
+            }
+            real cn = (real)(b - a) * (real)I, ci = (real)1 / cn;
+            real ds = sumv(d1 + e1) + t1, q = sumv(d2 + e2) + t2 - ds * ds * ci;
+            acc     = stat_merge(acc, (real4)(cn, k, ds * ci, nonneg(q)));
+            a       = b;
+        }
+        return acc;
+#else
         /* a small slice: the corrected two-pass over all of it (cache-
          * resident), no per-row merges */
         realv s = (realv)0, s2 = (realv)0;
@@ -1272,6 +1318,7 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
         real ds = sumv(d1 + e1) + t1;
         real q  = sumv(d2 + e2) + t2 - ds * ds * ri;
         return (real4)(rn, m, ds * ri, nonneg(q));
+#endif
     }
 #endif
     for (uint o = 0; o < O; ++o) {

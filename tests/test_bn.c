@@ -306,6 +306,10 @@ static bn_case cases[] = {
      * is one pass about the mean so far; the step moves that mean */
     {"step 1e6 long NCHW", SP, NCHW, 4, {4, 2, 300, 300}, DATA_STEP_1E6, 1, 1},
     {"step 1e6 NCHW 6x3x64x64", SP, NCHW, 4, {6, 3, 64, 64}, DATA_STEP_1E6, 1, 1},
+    /* slices of up to 8192 values: the first row by two passes, then
+     * chunks of 1, 2, 4, 8 and 9 rows about the mean so far; the step at
+     * row 12 lands inside a chunk */
+    {"step 1e6 NCHW 24x4x9x9", SP, NCHW, 4, {24, 4, 9, 9}, DATA_STEP_1E6, 1, 1},
     {"constant channel NCHW", SP, NCHW, 4, {3, 4, 10, 10}, DATA_CONSTANT, 1, 1},
     {"constant channel NHWC", SP, NHWC, 4, {3, 10, 10, 4}, DATA_CONSTANT, 1, 1},
     {"outlier first NCHW", SP, NCHW, 4, {4, 3, 20, 20}, DATA_OUTLIER_FIRST, 1, 1},
