@@ -1964,6 +1964,55 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
     mean += moff + c0;
     for (uint c = 0; c < n; ++c)
         k[c] = (real4)0;
+#if BF_VACC
+    /* runs of up to SPAN/4 values: plain vector sums per channel across
+     * blocks of rows of about SPAN values, one horizontal sum and one
+     * compensated add per block (as bn_bwd_fused's short rows), in place of
+     * both per run */
+    __local realv va[BF_MAXC], vb[BF_MAXC];
+    __local real2 vt[BF_MAXC];
+    if (I <= SPAN / 4) {
+        for (uint c = 0; c < n; ++c) {
+            va[c] = vb[c] = (realv)0;
+            vt[c]         = (real2)0;
+        }
+        uint per = max((uint)1, (uint)SPAN / I), left = per;
+        for (uint o = 0; o < O; ++o) {
+            ulong base = o * rs;
+            if (o + 1 < O) {
+                bf_prefetch(dy + base + rs, nI);
+                bf_prefetch(x + base + rs, nI);
+            }
+            for (uint c = 0; c < n; ++c, base += I) {
+                real  m = mean[c];
+                realv a = va[c], b = vb[c];
+                real2 t = vt[c];
+                uint  i = 0;
+                for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
+                    realv d = LOADV(dy, base + i);
+                    a += d;
+                    b = fma(d, LOADV(x, base + i) - m, b);
+                }
+                for (; i < I; ++i) {
+                    real d = LOAD1(dy, base + i);
+                    t.x += d;
+                    t.y = fma(d, LOAD1(x, base + i) - m, t.y);
+                }
+                va[c] = a;
+                vb[c] = b;
+                vt[c] = t;
+            }
+            if (--left == 0 || o + 1 == O) {
+                for (uint c = 0; c < n; ++c) {
+                    k[c]  = sum2_add(k[c], (real2)(sumv(va[c]) + vt[c].x, sumv(vb[c]) + vt[c].y));
+                    va[c] = vb[c] = (realv)0;
+                    vt[c]         = (real2)0;
+                }
+                left = per;
+            }
+        }
+    } else
+#endif
     for (uint o = 0; o < O; ++o) {
         ulong base = o * rs;
         if (o + 1 < O) {
