@@ -1210,8 +1210,8 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
 #define SLICE_TWO_PASS 8192 /* slices up to this many values: one two-pass over the whole */
 #endif
 
-/* SMALL_ACC2: the small-slice two-pass below keeps two independent vector
- * sums in each walk (a single one waits on the add's latency every vector):
+/* SMALL_ACC2 (with -DSMALL_SHIFT=0): the small-slice two-pass below keeps
+ * two independent vector sums in each walk (a single one waits on the add's latency every vector):
  * (32,256,14,14) training forward 1.10 - 1.14x, (32,1024,14,14) 0.86 -
  * 1.09x (memory-bound there), on the 2-core EPYC. A/B: -DSMALL_ACC2=0. */
 #ifndef SMALL_ACC2
@@ -1722,10 +1722,11 @@ __kernel void bn_dx_flat(__global const store_t *x, ulong xoff, __global const s
  * contiguous stretch of cw*I values. bn_fwd_fused's walk by channel reads
  * runs of I values C*I apart, a new stream for the prefetchers every run and
  * cache lines shared with the next channel's work-item; on (32,2048,7,7)
- * that held it to a quarter of a copy. Three walks, the corrected two-pass
- * of fused_stats per channel (sums, then deviations from the mean), then y;
- * the host sizes cw so that the block (O*cw*I values) stays in L2 after the
- * first. The per-channel state lives in local memory (a work-group is one
+ * that held it to a quarter of a copy. Two walks: the statistics (BF_SHIFT
+ * below; without it, the corrected two-pass per channel, sums then
+ * deviations from the mean, in two walks), then y; the host sizes cw so
+ * that the block (O*cw*I values) stays in L2 after the first. The
+ * per-channel state lives in local memory (a work-group is one
  * work-item). */
 #ifndef BF_MAXC
 #define BF_MAXC 128
@@ -1737,9 +1738,10 @@ __kernel void bn_dx_flat(__global const store_t *x, ulong xoff, __global const s
 #define BF_LINE (64 / (uint)sizeof(store_t))
 /* bn_fwd_bfused's per-channel sums go by vectors across the rows, one
  * horizontal sum per channel rather than per run: (32,2048,7,7) 1.10 -
- * 1.15x, (32,512,8,8) 1.18x. (The backward's compensated sums, the same
- * way with vector Neumaier pairs, ran 0.74 - 0.94x: not taken.) A/B:
- * -DBF_VACC=0. Its two arrays of BF_MAXC vectors take 16 KB of local
+ * 1.15x, (32,512,8,8) 1.18x. The backward's compensated sums the same way
+ * with vector Neumaier pairs ran 0.74 - 0.94x; plain vector sums across
+ * blocks of rows of about SPAN values, compensated per block, run
+ * (32,512,7,7) 1.2x, (32,2048,7,7) 1.07 - 1.11x. A/B: -DBF_VACC=0. Its two arrays of BF_MAXC vectors take 16 KB of local
  * memory (32 KB in fp64): only on PoCL (CLNORM_VCAST), whose CPU devices
  * have plenty and are the only ones to run the block walk; on another
  * device they could fail the whole program's build. */
