@@ -1211,9 +1211,10 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
 #endif
 
 /* SMALL_ACC2 (with -DSMALL_SHIFT=0): the small-slice two-pass below keeps
- * two independent vector sums in each walk (a single one waits on the add's latency every vector):
- * (32,256,14,14) training forward 1.10 - 1.14x, (32,1024,14,14) 0.86 -
- * 1.09x (memory-bound there), on the 2-core EPYC. A/B: -DSMALL_ACC2=0. */
+ * two independent vector sums in each walk (a single one waits on the
+ * add's latency every vector): (32,256,14,14) training forward 1.10 -
+ * 1.14x, (32,1024,14,14) 0.86 - 1.09x (memory-bound there), on the 2-core
+ * EPYC. A/B: -DSMALL_ACC2=0. */
 #ifndef SMALL_ACC2
 #define SMALL_ACC2 1
 #endif
@@ -1741,10 +1742,11 @@ __kernel void bn_dx_flat(__global const store_t *x, ulong xoff, __global const s
  * 1.15x, (32,512,8,8) 1.18x. The backward's compensated sums the same way
  * with vector Neumaier pairs ran 0.74 - 0.94x; plain vector sums across
  * blocks of rows of about SPAN values, compensated per block, run
- * (32,512,7,7) 1.2x, (32,2048,7,7) 1.07 - 1.11x. A/B: -DBF_VACC=0. Its two arrays of BF_MAXC vectors take 16 KB of local
- * memory (32 KB in fp64): only on PoCL (CLNORM_VCAST), whose CPU devices
- * have plenty and are the only ones to run the block walk; on another
- * device they could fail the whole program's build. */
+ * (32,512,7,7) 1.2x, (32,2048,7,7) 1.07 - 1.11x. A/B: -DBF_VACC=0. Each
+ * kernel's arrays of BF_MAXC vectors take 16 KB of local memory (32 KB in
+ * fp64): only on PoCL (CLNORM_VCAST), whose CPU devices have plenty and
+ * are the only ones to run the block walk; on another device they could
+ * fail the whole program's build. */
 #ifndef BF_VACC
 #ifdef CLNORM_VCAST
 #define BF_VACC 1

@@ -252,10 +252,10 @@ sized:
         p->O * p->I > SLICE_TWO_PASS) {
         size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
         size_t cw = clnorm_div_up(p->C, 4 * cu);
-        size_t sl    = p->O * p->I * p->esize;
+        size_t sl = p->O * p->I * p->esize;
         int    ahead = stream && 3 * sl <= PF_BYTES;
         if (cw >= 2 && (ahead || !stream || sl > PF_BYTES)) {
-            p->pf_cw = cw;
+            p->pf_cw    = cw;
             p->pf_ahead = ahead;
         }
     }
