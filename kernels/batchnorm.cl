@@ -1210,9 +1210,9 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
 #define SLICE_TWO_PASS 8192 /* slices up to this many values: one two-pass over the whole */
 #endif
 
-/* SMALL_ACC2 (with -DSMALL_SHIFT=0): the small-slice two-pass below keeps
- * two independent vector sums in each walk (a single one waits on the
- * add's latency every vector): (32,256,14,14) training forward 1.10 -
+/* SMALL_ACC2: the small-slice walks below keep two independent vector sums
+ * (a single one waits on the add's latency every vector): with the
+ * two-pass (-DSMALL_SHIFT=0), (32,256,14,14) training forward 1.10 -
  * 1.14x, (32,1024,14,14) 0.86 - 1.09x (memory-bound there), on the 2-core
  * EPYC. A/B: -DSMALL_ACC2=0. */
 #ifndef SMALL_ACC2
@@ -1225,6 +1225,34 @@ __kernel void bn_dx_cstream(__global const store_t *x, ulong xoff, __global cons
 #ifndef SMALL_SHIFT
 #define SMALL_SHIFT 1
 #endif
+/* Adds the deviations from k of row[0, n) and their squares to the vector
+ * sums d1 and d2 (with SMALL_ACC2, the odd vectors' to e1 and e2), the
+ * tail's to t1 and t2. */
+inline void dev_accum(__global const store_t *row, uint n, real k, realv *d1, realv *d2, realv *e1,
+                      realv *e2, real *t1, real *t2)
+{
+    uint i = 0;
+#if SMALL_ACC2
+    for (; i + 2 * SPAN_VEC <= n; i += 2 * SPAN_VEC) {
+        realv d = LOADV(row, i) - k, e = LOADV(row, i + SPAN_VEC) - k;
+        *d1 += d;
+        *d2 = fma(d, d, *d2);
+        *e1 += e;
+        *e2 = fma(e, e, *e2);
+    }
+#endif
+    for (; i + SPAN_VEC <= n; i += SPAN_VEC) {
+        realv d = LOADV(row, i) - k;
+        *d1 += d;
+        *d2 = fma(d, d, *d2);
+    }
+    for (; i < n; ++i) {
+        real d = LOAD1(row, i) - k;
+        *t1 += d;
+        *t2 = fma(d, d, *t2);
+    }
+}
+
 /* Statistics of channel c, merged over all lanes; every lane gets the result. */
 inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint c, uint lane,
                          __local real4 *sh)
@@ -1243,27 +1271,8 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
             real  k  = acc.y;
             realv d1 = (realv)0, d2 = (realv)0, e1 = (realv)0, e2 = (realv)0;
             real  t1 = 0, t2 = 0;
-            for (uint o = a; o < b; ++o) {
-                __global const store_t *row = x + ((ulong)o * C + c) * I;
-                uint                    i   = 0;
-                for (; i + 2 * SPAN_VEC <= I; i += 2 * SPAN_VEC) {
-                    realv d = LOADV(row, i) - k, e = LOADV(row, i + SPAN_VEC) - k;
-                    d1 += d;
-                    d2 = fma(d, d, d2);
-                    e1 += e;
-                    e2 = fma(e, e, e2);
-                }
-                for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
-                    realv d = LOADV(row, i) - k;
-                    d1 += d;
-                    d2 = fma(d, d, d2);
-                }
-                for (; i < I; ++i) {
-                    real d = LOAD1(row, i) - k;
-                    t1 += d;
-                    t2 = fma(d, d, t2);
-                }
-            }
+            for (uint o = a; o < b; ++o)
+                dev_accum(x + ((ulong)o * C + c) * I, I, k, &d1, &d2, &e1, &e2, &t1, &t2);
             real cn = (real)(b - a) * (real)I, ci = (real)1 / cn;
             real ds = sumv(d1 + e1) + t1, q = sumv(d2 + e2) + t2 - ds * ds * ci;
             acc     = stat_merge(acc, (real4)(cn, k, ds * ci, nonneg(q)));
@@ -1293,29 +1302,8 @@ inline real4 fused_stats(__global const store_t *x, uint O, uint C, uint I, uint
         real  m  = (sumv(s + s2) + t) * ri;
         realv d1 = (realv)0, d2 = (realv)0, e1 = (realv)0, e2 = (realv)0;
         real  t1 = 0, t2 = 0;
-        for (uint o = 0; o < O; ++o) {
-            __global const store_t *row = x + ((ulong)o * C + c) * I;
-            uint                    i   = 0;
-#if SMALL_ACC2
-            for (; i + 2 * SPAN_VEC <= I; i += 2 * SPAN_VEC) {
-                realv d = LOADV(row, i) - m, e = LOADV(row, i + SPAN_VEC) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-                e1 += e;
-                e2 = fma(e, e, e2);
-            }
-#endif
-            for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
-                realv d = LOADV(row, i) - m;
-                d1 += d;
-                d2 = fma(d, d, d2);
-            }
-            for (; i < I; ++i) {
-                real d = LOAD1(row, i) - m;
-                t1 += d;
-                t2 = fma(d, d, t2);
-            }
-        }
+        for (uint o = 0; o < O; ++o)
+            dev_accum(x + ((ulong)o * C + c) * I, I, m, &d1, &d2, &e1, &e2, &t1, &t2);
         real ds = sumv(d1 + e1) + t1;
         real q  = sumv(d2 + e2) + t2 - ds * ds * ri;
         return (real4)(rn, m, ds * ri, nonneg(q));
@@ -1946,6 +1934,30 @@ __kernel void bn_fwd_bfused(__global const store_t *x, ulong xoff, __global stor
 
 /* Backward of the same walk: the gradient sums of each channel (compensated
  * across rows, as bn_bwd_fused), then dx, both in memory order. */
+inline void bf_prefetch2(__global const store_t *p, __global const store_t *q, ulong n)
+{
+    bf_prefetch(p, n);
+    bf_prefetch(q, n);
+}
+
+/* The gradient sums of a run of I values: dy's added to the vector sum a,
+ * dy*(x - m)'s to b, the tail's to t. */
+inline void bf_bwd_run(__global const store_t *dy, __global const store_t *x, uint I, real m, realv *a,
+                       realv *b, real2 *t)
+{
+    uint i = 0;
+    for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
+        realv d = LOADV(dy, i);
+        *a += d;
+        *b = fma(d, LOADV(x, i) - m, *b);
+    }
+    for (; i < I; ++i) {
+        real d = LOAD1(dy, i);
+        t->x += d;
+        t->y = fma(d, LOAD1(x, i) - m, t->y);
+    }
+}
+
 __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global const store_t *dy,
                             ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint I,
                             uint cw, real M, int frozen, real eps,
@@ -1983,25 +1995,12 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
         uint per = max((uint)1, (uint)SPAN / I), left = per;
         for (uint o = 0; o < O; ++o) {
             ulong base = o * rs;
-            if (o + 1 < O) {
-                bf_prefetch(dy + base + rs, nI);
-                bf_prefetch(x + base + rs, nI);
-            }
+            if (o + 1 < O)
+                bf_prefetch2(dy + base + rs, x + base + rs, nI);
             for (uint c = 0; c < n; ++c, base += I) {
-                real  m = mean[c];
                 realv a = va[c], b = vb[c];
                 real2 t = vt[c];
-                uint  i = 0;
-                for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
-                    realv d = LOADV(dy, base + i);
-                    a += d;
-                    b = fma(d, LOADV(x, base + i) - m, b);
-                }
-                for (; i < I; ++i) {
-                    real d = LOAD1(dy, base + i);
-                    t.x += d;
-                    t.y = fma(d, LOAD1(x, base + i) - m, t.y);
-                }
+                bf_bwd_run(dy + base, x + base, I, mean[c], &a, &b, &t);
                 va[c] = a;
                 vb[c] = b;
                 vt[c] = t;
@@ -2019,26 +2018,13 @@ __kernel void bn_bwd_bfused(__global const store_t *x, ulong xoff, __global cons
 #endif
     for (uint o = 0; o < O; ++o) {
         ulong base = o * rs;
-        if (o + 1 < O) {
-            bf_prefetch(dy + base + rs, nI);
-            bf_prefetch(x + base + rs, nI);
-        }
+        if (o + 1 < O)
+            bf_prefetch2(dy + base + rs, x + base + rs, nI);
         for (uint c = 0; c < n; ++c, base += I) {
-            real  m = mean[c];
             realv a = (realv)0, b = (realv)0;
-            real  ta = 0, tb = 0;
-            uint  i = 0;
-            for (; i + SPAN_VEC <= I; i += SPAN_VEC) {
-                realv d = LOADV(dy, base + i);
-                a += d;
-                b = fma(d, LOADV(x, base + i) - m, b);
-            }
-            for (; i < I; ++i) {
-                real d = LOAD1(dy, base + i);
-                ta += d;
-                tb = fma(d, LOAD1(x, base + i) - m, tb);
-            }
-            k[c] = sum2_add(k[c], (real2)(sumv(a) + ta, sumv(b) + tb));
+            real2 t = (real2)0;
+            bf_bwd_run(dy + base, x + base, I, mean[c], &a, &b, &t);
+            k[c] = sum2_add(k[c], (real2)(sumv(a) + t.x, sumv(b) + t.y));
         }
     }
     for (uint c = 0; c < n; ++c)
