@@ -245,7 +245,7 @@ sized:
      * statistics are summed: (32,512,28,28) 1.10 - 1.13x, (32,256,28,28)
      * 1.02 - 1.15x against the per-channel kernel. Slices of 200 KB and
      * more went either way ((64,512,28,28) 1.02 - 1.10x, (16,256,56,56)
-     * 0.86 - 0.93x, (32,256,56,56) 0.78 - 0.92x): the three no longer stay
+     * 0.81 - 0.94x, (32,256,56,56) 0.78 - 0.92x): the three no longer stay
      * in L2 (1 MB on the 2-core EPYC). */
     int stream = nt_out;
     if (t->cpu_style && p->rows && p->fused && !p->bf_cw && !t->no_pfused && dir == 'f' &&
