@@ -22,7 +22,6 @@
     } while (0)
 
 
-/* (sum dy, sum dy*(x - m)) over n <= SPAN contiguous values. */
 /* Vector Neumaier step, SPAN_VEC pairs of sums. */
 inline void sumv_add(realv *s, realv *c, realv v)
 {
@@ -31,8 +30,20 @@ inline void sumv_add(realv *s, realv *c, realv v)
     *s = t;
 }
 
+#define FROZEN_STOREV(v, p, i, nt) \
+    do {                           \
+        if (nt)                    \
+            STOREV_NT(v, p, i);    \
+        else                       \
+            STOREV(v, p, i);       \
+    } while (0)
+
+/* (sum dy, sum dy*(x - m)) over n <= SPAN contiguous values; with out
+ * (frozen batch norm), out = kz*dy too, in the same walk (nt: streaming
+ * stores, out vector-aligned). */
 inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, real m, uint n,
-                      __global const store_t *pfd, __global const store_t *pfx)
+                      __global const store_t *pfd, __global const store_t *pfx, __global store_t *out,
+                      real kz, int nt)
 {
     /* two sets of vector sums: the add latency would otherwise bound it */
     realv a0 = (realv)0, b0 = (realv)0, a1 = (realv)0, b1 = (realv)0;
@@ -44,6 +55,10 @@ inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, rea
         PREFETCH_R(pfx, i);
         PREFETCH_R(pfx, i + SPAN_VEC);
         realv d = LOADV(dy, i), e = LOADV(dy, i + SPAN_VEC);
+        if (out) {
+            FROZEN_STOREV(kz * d, out, i, nt);
+            FROZEN_STOREV(kz * e, out, i + SPAN_VEC, nt);
+        }
         a0 += d;
         b0 = fma(d, LOADV(x, i) - m, b0);
         a1 += e;
@@ -53,11 +68,15 @@ inline real2 bwd_span(__global const store_t *dy, __global const store_t *x, rea
         PREFETCH_R(pfd, i);
         PREFETCH_R(pfx, i);
         realv d = LOADV(dy, i);
+        if (out)
+            FROZEN_STOREV(kz * d, out, i, nt);
         a0 += d;
         b0 = fma(d, LOADV(x, i) - m, b0);
     }
     for (; i < n; ++i) {
         real d = LOAD1(dy, i);
+        if (out)
+            STORE1(kz * d, out, i);
         ta += d;
         tb = fma(d, LOAD1(x, i) - m, tb);
     }
@@ -340,7 +359,7 @@ __kernel void bn_bwd_rows(__global const store_t *x, ulong xoff, __global const 
             int   pf = o + 1 < r1;
             for (uint i = i0; i < i1; i += SPAN)
                 acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, i1 - i),
-                                             pf ? dy + nb + i : NOPF, pf ? x + nb + i : NOPF));
+                                             pf ? dy + nb + i : NOPF, pf ? x + nb + i : NOPF, 0, 0, 0));
             continue;
 #endif
             uint  i    = i0 + lane * 8;
@@ -1447,6 +1466,70 @@ __kernel void bn_fwd_pfused(__global const store_t *x, ulong xoff, __global stor
     NT_FENCE(stream);
 }
 
+#if LX == 1
+/* bn_bwd_fused's gradient sums of channel c on rows of up to SPAN values:
+ * plain vector sums over blocks of rows of about SPAN values, compensated
+ * across blocks lane by lane, one horizontal sum at the end. A row's tail,
+ * when the row holds a whole vector, is the row's last vector with the
+ * lanes already counted masked off; shorter rows' tails go to plain scalar
+ * sums per block. With fdx (frozen, see bn_bwd_fused), fdx = kz*dy in the
+ * same walk; with pf, each row prefetches the next (C*I values on: a
+ * stream the prefetchers start afresh every row). Where the caller passes
+ * constants, its copy has no tests of them in the loop. */
+inline real4 bwd_short_sums(__global const store_t *x, __global const store_t *dy, uint O, uint C, uint I,
+                            uint c, real m, __global store_t *fdx, real kz, int fnt, int pf)
+{
+    real4 acc = (real4)0;
+    realv s1 = (realv)0, c1 = (realv)0, s2 = (realv)0, c2 = (realv)0;
+    realv a = (realv)0, b = (realv)0;
+    real  ta = 0, tb = 0;
+    uint  iv = I - I % SPAN_VEC, per = max((uint)1, (uint)SPAN / I), left = per;
+    int   vtail = iv < I && I >= SPAN_VEC;
+    realv keep  = (realv)(real)(SPAN_VEC - (I - iv)); /* lanes >= keep are the tail */
+    for (uint o = 0; o < O; ++o) {
+        ulong base = ((ulong)o * C + c) * I;
+        __global const store_t *pfd = pf && o + 1 < O ? dy + base + (ulong)C * I : NOPF;
+        __global const store_t *pfx = pf && o + 1 < O ? x + base + (ulong)C * I : NOPF;
+        for (uint i = 0; i < iv; i += SPAN_VEC) {
+            PREFETCH_R(pfd, i);
+            PREFETCH_R(pfx, i);
+            realv d = LOADV(dy, base + i);
+            if (fdx)
+                FROZEN_STOREV(kz * d, fdx, base + i, fnt);
+            a += d;
+            b = fma(d, LOADV(x, base + i) - m, b);
+        }
+        if (fdx)
+            for (uint i = iv; i < I; ++i)
+                STORE1(kz * LOAD1(dy, base + i), fdx, base + i);
+        if (vtail) {
+            ulong e = base + I - SPAN_VEC;
+            realv d = select((realv)0, LOADV(dy, e), LANE_IDS >= keep);
+            realv v = select((realv)0, LOADV(x, e) - m, LANE_IDS >= keep);
+            a += d;
+            b = fma(d, v, b);
+        } else {
+            for (uint i = iv; i < I; ++i) {
+                real d = LOAD1(dy, base + i);
+                ta += d;
+                tb = fma(d, LOAD1(x, base + i) - m, tb);
+            }
+        }
+        if (--left == 0 || o + 1 == O) {
+            sumv_add(&s1, &c1, a);
+            sumv_add(&s2, &c2, b);
+            acc = sum2_add(acc, (real2)(ta, tb));
+            a = b = (realv)0;
+            ta = tb = 0;
+            left = per;
+        }
+    }
+    acc = sum2_add(acc, (real2)(sumv(s1), sumv(s2)));
+    acc.zw += (real2)(sumv(c1), sumv(c2));
+    return acc;
+}
+#endif
+
 /* dx's coefficients (mean, invstd*dgamma/M, gamma*invstd, dbeta/M; frozen:
  * mean, 0, gamma*invstd, 0) of channel c from its compensated gradient sums
  * acc; with out, dgamma and dbeta written. A macro over the backward
@@ -1471,6 +1554,12 @@ inline real4 bwd_coef(real4 acc, uint c, real m, int out, real M, int frozen, re
 #define BWD_COEF(acc, c, m, out)                                                                 \
     bwd_coef(acc, c, m, out, M, frozen, eps, inv_src, ioff, gamma, goff, dgamma, dgoff, dbeta, dboff)
 
+#ifndef SHORT_PF
+#define SHORT_PF 512 /* 0: off */
+#endif
+#ifndef FROZEN_ONE_WALK
+#define FROZEN_ONE_WALK 1
+#endif
 __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const store_t *dy,
                            ulong dyoff, __global store_t *dx, ulong dxoff, uint O, uint C, uint I,
                            real M, int frozen, real eps,
@@ -1490,49 +1579,29 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
     real  m   = mean[moff + c];
     real4 acc = (real4)0;
 #if LX == 1
+    /* frozen: dx = gamma*invstd*dy needs no sums, so the sums walk writes
+     * it and there is no second walk: one pass that reads x and dy and
+     * writes dx, where the read-only walk and a walk that writes from
+     * cache took turns. Where every row starts vector-aligned or there are
+     * no streaming stores; the second walk aligns each row's streaming
+     * stores (with a row's dx from L1 after its sums in place of the second
+     * walk, (32,1024,14,14) ran 1.02 - 1.08x slower). A/B:
+     * -DFROZEN_ONE_WALK=0. */
+    int               fnt = HAVE_NT && stream;
+    __global store_t *fdx = frozen && FROZEN_ONE_WALK &&
+                                    (!fnt || (I % SPAN_VEC == 0 && ((ulong)dx & (sizeof(realv) - 1)) == 0))
+                                ? dx
+                                : 0;
+    real              kz  = fdx ? BWD_COEF((real4)0, c, m, 0).z : (real)0;
     if (I <= SPAN) {
-        /* short rows: plain vector sums over blocks of rows of about SPAN
-         * values, compensated across blocks lane by lane, one horizontal
-         * sum at the end. A row's tail, when the row holds a whole vector,
-         * is the row's last vector with the lanes already counted masked
-         * off; shorter rows' tails go to plain scalar sums per block. */
-        realv s1 = (realv)0, c1 = (realv)0, s2 = (realv)0, c2 = (realv)0;
-        realv a = (realv)0, b = (realv)0;
-        real  ta = 0, tb = 0;
-        uint  iv = I - I % SPAN_VEC, per = max((uint)1, (uint)SPAN / I), left = per;
-        int   vtail = iv < I && I >= SPAN_VEC;
-        realv keep  = (realv)(real)(SPAN_VEC - (I - iv)); /* lanes >= keep are the tail */
-        for (uint o = 0; o < O; ++o) {
-            ulong base = ((ulong)o * C + c) * I;
-            for (uint i = 0; i < iv; i += SPAN_VEC) {
-                realv d = LOADV(dy, base + i);
-                a += d;
-                b = fma(d, LOADV(x, base + i) - m, b);
-            }
-            if (vtail) {
-                ulong e = base + I - SPAN_VEC;
-                realv d = select((realv)0, LOADV(dy, e), LANE_IDS >= keep);
-                realv v = select((realv)0, LOADV(x, e) - m, LANE_IDS >= keep);
-                a += d;
-                b = fma(d, v, b);
-            } else {
-                for (uint i = iv; i < I; ++i) {
-                    real d = LOAD1(dy, base + i);
-                    ta += d;
-                    tb = fma(d, LOAD1(x, base + i) - m, tb);
-                }
-            }
-            if (--left == 0 || o + 1 == O) {
-                sumv_add(&s1, &c1, a);
-                sumv_add(&s2, &c2, b);
-                acc = sum2_add(acc, (real2)(ta, tb));
-                a = b = (realv)0;
-                ta = tb = 0;
-                left = per;
-            }
-        }
-        acc = sum2_add(acc, (real2)(sumv(s1), sumv(s2)));
-        acc.zw += (real2)(sumv(c1), sumv(c2));
+        /* short rows; the row prefetch on rows of SHORT_PF values or more:
+         * (32,512,28,28) backward ran 1.12x faster with it, frozen 1.17x;
+         * on 14x14 maps (32,1024,14,14) 1.03x slower */
+        int pf = SHORT_PF && I >= SHORT_PF;
+        if (fdx || pf)
+            acc = bwd_short_sums(x, dy, O, C, I, c, m, fdx, kz, fnt, pf);
+        else
+            acc = bwd_short_sums(x, dy, O, C, I, c, m, 0, 0, 0, 0);
     } else
 #endif
     for (uint o = 0; o < O; ++o) {
@@ -1540,9 +1609,11 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
 #if LX == 1
         ulong nb = base + (ulong)C * I; /* the next row's */
         int   pf = o + 1 < O;
-        for (uint i = 0; i < I; i += SPAN)
-            acc = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, min((uint)SPAN, I - i),
-                                         pf ? dy + nb + i : NOPF, pf ? x + nb + i : NOPF));
+        for (uint i = 0; i < I; i += SPAN) {
+            uint n = min((uint)SPAN, I - i);
+            acc    = sum2_add(acc, bwd_span(dy + base + i, x + base + i, m, n, pf ? dy + nb + i : NOPF,
+                                            pf ? x + nb + i : NOPF, fdx ? fdx + base + i : 0, kz, fnt));
+        }
 #else
         uint i = lane * 8;
         for (; i + 8 <= I; i += 8 * LX)
@@ -1557,7 +1628,12 @@ __kernel void bn_bwd_fused(__global const store_t *x, ulong xoff, __global const
     acc = lanes_sums(acc, lane, sh);
 #endif
     real4 k = BWD_COEF(acc, c, m, lane == 0);
-    for (uint r = 0; r < O; ++r) {
+#if LX == 1
+    uint walk = fdx ? 0 : O; /* no early return: PoCL's loops over a group's work-items took it 1.08x slower */
+#else
+    uint walk = O;
+#endif
+    for (uint r = 0; r < walk; ++r) {
         uint o = SECOND_ROW(r);
         ulong base = ((ulong)o * C + c) * I;
         uint  i    = lane * 8;

@@ -733,20 +733,23 @@ Test(bn, pipelined_same_bits, .init = harness_init, .fini = harness_fini, .timeo
     pipelined_case((const size_t[]){4, 37, 50, 50}, 1, 3);
 }
 
-/* Frozen backward with dgamma/dbeta: channels last with rows enough for
- * the CPU column streams, where dx comes out of the gradient sums' walk
+/* Frozen backward with dgamma/dbeta, where dx comes out of the gradient
+ * sums' walk: channels last with rows enough for the CPU column streams
  * (bitwise against a context made with CLNORM_NO_FLAT, the separate dx
- * pass), and channels first through the one-kernel walk per channel. With
- * dx at offsets 16 (streaming stores, forced on for this small tensor) and
- * 3 (plain stores), against the reference. */
-static void frozen_dx_case(clnorm_layout layout)
+ * pass), and channels first through the one-kernel walk per channel
+ * (bitwise against its two walks, -DFROZEN_ONE_WALK=0), on maps over SPAN
+ * values and on short ones. With dx at offsets 16 (streaming stores,
+ * forced on for this small tensor) and 3 (plain stores: channels first,
+ * the two walks), against the reference; 30x30 maps, whose rows do not
+ * start vector-aligned, take the two walks. */
+static void frozen_dx_case(clnorm_layout layout, size_t hh, size_t ww)
 {
     int            last = layout == CLNORM_NHWC;
-    size_t         C = 80, n = 2 * 60 * 60 * 80;
-    size_t         dims[4] = {2, last ? 60 : C, 60, last ? C : 60};
+    size_t         C = 80, n = 2 * hh * ww * 80;
+    size_t         dims[4] = {2, last ? hh : C, last ? ww : hh, last ? C : ww};
     clnorm_bn_desc d;
     cr_assert_eq(clnorm_bn_desc_init(&d, CLNORM_BN_SPATIAL, layout, 4, dims), CLNORM_SUCCESS);
-    ref_view v = {.outer = last ? 2 * 60 * 60 : 2, .channels = C, .inner = last ? 1 : 60 * 60};
+    ref_view v = {.outer = last ? 2 * hh * ww : 2, .channels = C, .inner = last ? 1 : hh * ww};
     ref_rng  r = ref_rng_seed(5);
     double  *x = dalloc(n), *dy = dalloc(n), *vec[3];
     ref_fill_normal(&r, x, n, 2.0, 1.5);
@@ -765,7 +768,9 @@ static void frozen_dx_case(clnorm_layout layout)
         mv[i] = dev_from_double(vec[i], C, 0);
     clnorm_context *cx[2] = {
         context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", NULL}),
-        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", "CLNORM_NO_FLAT", "1", NULL})};
+        last ? context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", "CLNORM_NO_FLAT", "1", NULL})
+             : context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", "CLNORM_BUILD_OPTIONS",
+                                                      "-DFROZEN_ONE_WALK=0", NULL})};
     static const size_t offs[2] = {16, 3};
     for (int o = 0; o < 2; ++o) {
         size_t off = offs[o];
@@ -790,7 +795,7 @@ static void frozen_dx_case(clnorm_layout layout)
             dev_to_double(mdx, n + off, got);
             for (size_t i = 0; i < off; ++i)
                 cr_expect(isnan(got[i]), "offset %zu: dx[%zu] before the offset written", off, i);
-            check_vec("frozen dx", c ? "separate dx pass" : "dx in the sums walk", got + off, rdx, n, 2e-5);
+            check_vec("frozen dx", c ? "separate dx walk" : "dx in the sums walk", got + off, rdx, n, 2e-5);
             dev_to_double(mdg, C, gs[c]);
             dev_to_double(mdb, C, gs[c] + C);
             check_vec("frozen dgamma", "dx in the sums walk", gs[c], rdg, C, 1e-4);
@@ -819,8 +824,10 @@ static void frozen_dx_case(clnorm_layout layout)
 
 Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
 {
-    frozen_dx_case(CLNORM_NHWC);
-    frozen_dx_case(CLNORM_NCHW);
+    frozen_dx_case(CLNORM_NHWC, 60, 60);
+    frozen_dx_case(CLNORM_NCHW, 60, 60);
+    frozen_dx_case(CLNORM_NCHW, 28, 28);
+    frozen_dx_case(CLNORM_NCHW, 30, 30);
 }
 
 /* The unbiased running variance is undefined for one value per channel:
