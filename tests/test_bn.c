@@ -736,13 +736,14 @@ Test(bn, pipelined_same_bits, .init = harness_init, .fini = harness_fini, .timeo
 /* Frozen backward with dgamma/dbeta, where dx comes out of the gradient
  * sums' walk: channels last with rows enough for the CPU column streams
  * (bitwise against a context made with CLNORM_NO_FLAT, the separate dx
- * pass), and channels first through the one-kernel walk per channel
- * (bitwise against its two walks, -DFROZEN_ONE_WALK=0), on maps over SPAN
- * values and on short ones. With dx at offsets 16 (streaming stores,
- * forced on for this small tensor) and 3 (plain stores: channels first,
- * the two walks), against the reference; 30x30 maps, whose rows do not
- * start vector-aligned, take the two walks. */
-static void frozen_dx_case(clnorm_layout layout, size_t hh, size_t ww)
+ * pass), and channels first through the one-kernel walks, per channel and
+ * (maps of up to 128 values) per block of channels (bitwise against their
+ * two walks, -DFROZEN_ONE_WALK=0), on maps over SPAN values and on short
+ * ones. With dx at offsets 16 and 3; with streaming stores (stream, forced
+ * on for these small tensors) rows that do not start vector-aligned
+ * (offset 3, 30x30 and 7x7 maps) take the two walks. Against the
+ * reference. */
+static void frozen_dx_case(clnorm_layout layout, size_t hh, size_t ww, int stream)
 {
     int            last = layout == CLNORM_NHWC;
     size_t         C = 80, n = 2 * hh * ww * 80;
@@ -766,10 +767,11 @@ static void frozen_dx_case(clnorm_layout layout, size_t hh, size_t ww)
     cl_mem mx = dev_from_double(x, n, 0), mdy = dev_from_double(dy, n, 0), mv[3];
     for (int i = 0; i < 3; ++i)
         mv[i] = dev_from_double(vec[i], C, 0);
+    const char     *smin  = stream ? "0" : "1073741824";
     clnorm_context *cx[2] = {
-        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", NULL}),
-        last ? context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", "CLNORM_NO_FLAT", "1", NULL})
-             : context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", "0", "CLNORM_BUILD_OPTIONS",
+        context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", smin, NULL}),
+        last ? context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", smin, "CLNORM_NO_FLAT", "1", NULL})
+             : context_with_env((const char *const[]){"CLNORM_STREAM_MIN_BYTES", smin, "CLNORM_BUILD_OPTIONS",
                                                       "-DFROZEN_ONE_WALK=0", NULL})};
     static const size_t offs[2] = {16, 3};
     for (int o = 0; o < 2; ++o) {
@@ -824,10 +826,14 @@ static void frozen_dx_case(clnorm_layout layout, size_t hh, size_t ww)
 
 Test(bn, frozen_dx_in_sums_walk, .init = harness_init, .fini = harness_fini, .timeout = 600)
 {
-    frozen_dx_case(CLNORM_NHWC, 60, 60);
-    frozen_dx_case(CLNORM_NCHW, 60, 60);
-    frozen_dx_case(CLNORM_NCHW, 28, 28);
-    frozen_dx_case(CLNORM_NCHW, 30, 30);
+    frozen_dx_case(CLNORM_NHWC, 60, 60, 1);
+    frozen_dx_case(CLNORM_NCHW, 60, 60, 1);
+    frozen_dx_case(CLNORM_NCHW, 28, 28, 1);
+    frozen_dx_case(CLNORM_NCHW, 30, 30, 1);
+    frozen_dx_case(CLNORM_NCHW, 8, 8, 1);
+    frozen_dx_case(CLNORM_NCHW, 7, 7, 1);
+    frozen_dx_case(CLNORM_NCHW, 7, 7, 0);
+    frozen_dx_case(CLNORM_NCHW, 30, 30, 0);
 }
 
 /* The unbiased running variance is undefined for one value per channel:
