@@ -10,8 +10,11 @@ bench's own targets block judges one run), and again on the median fraction
 of the copy alternated with each case ("x own"), which the machine's drift
 between the yardstick and the case does not move.
 
-    for i in 1 2 3; do build/bench/clnorm_bench --csv > run$i.csv; done
+    for i in 1 2 3; do build/bench/clnorm_bench --csv > run$i.csv 2> run$i.err; done
     python3 bench/summarize.py run1.csv run2.csv run3.csv
+
+Where a run's stderr lies beside its CSV (run1.err), the median of the
+read-twice bounds the bench printed there closes the summary.
 """
 import csv
 import statistics
@@ -91,7 +94,28 @@ def main(paths):
                       "the copy alternated with each case (x own)")
     else:
         print("(no tensor_mb column: runs from an older bench; no targets block)")
+    print_bounds(paths)
     return 0
+
+
+def print_bounds(paths):
+    """The read-twice bounds the bench prints on stderr, from each run's
+    stderr saved beside its CSV (run1.csv: run1.err), where there is one."""
+    figs = []
+    for p in paths:
+        err = p[:-4] + ".err" if p.endswith(".csv") else p + ".err"
+        try:
+            for line in open(err):
+                if "read-twice bounds:" in line:
+                    w = line.replace(",", " ").split()
+                    figs.append((float(w[w.index("forward") + 1]), float(w[w.index("backward") + 1])))
+        except (OSError, ValueError, IndexError):
+            continue
+    if figs:
+        fw = statistics.median(f for f, _ in figs)
+        bw = statistics.median(b for _, b in figs)
+        print(f"reading the tensor from memory twice reaches at most (median over {len(figs)} runs' "
+              f"stderr): forward {fw:.2f}, backward {bw:.2f} of the copy yardstick")
 
 
 if __name__ == "__main__":
