@@ -323,6 +323,9 @@ static void choose_tuning(clnorm_context *ctx)
             ctx->tune.cfuse_max_block = (size_t)ev;
         if (env_decimal("CLNORM_BFUSE_BLOCK", &ev) && ev <= ((size_t)1 << 30))
             ctx->tune.bfuse_max_block = (size_t)ev;
+        ctx->tune.gn_lead_bytes = (size_t)800 << 10;
+        if (env_decimal("CLNORM_GN_LEAD_BYTES", &ev) && ev <= ((size_t)1 << 30))
+            ctx->tune.gn_lead_bytes = (size_t)ev;
     } else {
         size_t lx = 64;
         while (lx > 1 && lx > ctx->info.max_work_group_size)

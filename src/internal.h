@@ -37,6 +37,8 @@ typedef struct clnorm_tuning {
     size_t   cfuse_max_block;   /* channels-last fused (CPUs): bytes of one work-item's columns */
     size_t   bfuse_max_inner;   /* channels-first block walk (CPUs): largest I ... */
     size_t   bfuse_max_block;   /* ... and bytes of one work-item's block of slices */
+    size_t   gn_lead_bytes;     /* group norm channels first (CPUs, streaming stores): how far
+                                 * ahead a work-item reads the rows it will write; 0: off */
     int      no_pfused;         /* CLNORM_NO_PFUSED: large channels-first slices one channel per
                                  * work-item, not pipelined (A/B) */
     int      no_gncf;           /* CLNORM_NO_GNCF: group norm channels last not by sample blocks (A/B) */

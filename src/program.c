@@ -28,7 +28,8 @@ static const char *const rownorm_kernels[] = {
     "rn_bwd_combine",   "rn_dx",             "rn_col_part",    "rn_col_combine",
     "rn_col_planes",    "gn_fwd_items",      "gn_fwd_groups",  "gn_bwd_items",
     "gn_bwd_groups",    "gn_mean_cols",      "rn_fwd_sub",     "rn_bwd_sub",
-    "rn_bwd_regs",      "gn_apply_cols",     "gn_dx_cols",     NULL};
+    "rn_bwd_regs",      "gn_apply_cols",     "gn_dx_cols",     "gn_fwd_lead",
+    NULL};
 
 static const char *const *family_kernels[FAMILY_COUNT_] = {bn_kernels, rownorm_kernels};
 

@@ -30,7 +30,8 @@ enum {
     K_BWD_SUB,
     K_BWD_REGS,
     K_GN_APPLY_COLS,
-    K_GN_DX_COLS
+    K_GN_DX_COLS,
+    K_GN_FWD_LEAD
 };
 
 #define GN_ROWS 8 /* gn_apply_cols, gn_dx_cols: rows per work-item, as rownorm.cl */
@@ -38,6 +39,7 @@ enum {
 #define RN_NB 4 /* rn_bwd_regs: blocks of 8 columns per lane, as rownorm.cl */
 #define PLANES_W 16 /* rn_col_planes on CPUs: columns per work-item, as rownorm.cl */
 #define GN_CF_CHANNELS 80 /* gn_fwd_cfused, gn_bwd_cfused: most channels per block, as batchnorm.cl */
+#define GN_LEAD_MAX 16    /* gn_fwd_lead: most rows ahead, as rownorm.cl */
 
 enum rn_op { OP_LN, OP_RMS, OP_GN };
 
@@ -689,6 +691,24 @@ static clnorm_gncf gncf_of(const rn_plan *p, const clnorm_norm_args *a)
     return g;
 }
 
+/* Group norm channels first on a CPU with streaming stores: whether its
+ * rows take gn_fwd_lead, how many rows deep (*lead: gn_lead_bytes of rows
+ * ahead, 1 for rows that long) and over how many work-items (*items: four
+ * per compute unit, each with a run of four depths' rows or more). */
+static int gn_lead(const clnorm_context *ctx, const rn_plan *p, cl_int stream, size_t *lead, size_t *items)
+{
+    const clnorm_tuning *t = &ctx->tune;
+    if (!t->cpu_style || t->lx != 1 || !stream || t->no_pfused || t->gn_lead_bytes == 0 || p->R > UINT_MAX)
+        return 0;
+    size_t row = p->L * p->esize, d = clnorm_div_up(t->gn_lead_bytes, row);
+    size_t cu  = ctx->info.compute_units ? ctx->info.compute_units : 1;
+    if (d > GN_LEAD_MAX || p->R < 4 * cu * 4 * d)
+        return 0;
+    *lead  = d;
+    *items = 4 * cu;
+    return 1;
+}
+
 /* ---- forward -------------------------------------------------------------- */
 
 static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const rn_plan *p,
@@ -711,7 +731,20 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_mem        mean  = rms ? nomem : a->mean.mem;
     cl_mem        beta  = rms ? nomem : a->beta.mem;
     cl_int        stream = stream_out(ctx, p);
+    size_t        lead = 0, items = 0;
 
+    if (p->gn_fused && gn_lead(ctx, p, stream, &lead, &items)) {
+        cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
+        cl_uint  tpi_l = (cl_uint)clnorm_div_up(p->R, items), lead_l = (cl_uint)lead;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_FWD_LEAD, &k));
+        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
+                              KARG(a->gamma.mem), KARG(goff), KARG(a->beta.mem), KARG(boff),
+                              KARG(a->mean.mem), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
+                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi_l), KREAL(p, reps),
+                              KARG(stream), KARG(lead_l)};
+        CHECK(clnorm_set_args(ctx, k, args, 20));
+        return run_groups(ctx, seq, k, items);
+    }
     if (p->gn_fused) {
         cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
         CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_FWD + shared, &k));

@@ -802,6 +802,67 @@ Test(family, groupnorm_pipelined_same_bits, .init = harness_init, .fini = harnes
     free(s.row_of);
 }
 
+/* Group norm channels first on CPUs with streaming stores: a work-item
+ * reads rows `lead` rows ahead of the ones it writes (gn_fwd_lead). Made
+ * to take it on small rows (CLNORM_GN_LEAD_BYTES: 3 rows ahead in both
+ * cases on a 2-unit CPU), the outputs are within the tolerances of the
+ * reference, and bitwise the same one row ahead (the same spans merged in
+ * the same order at any depth). Rows of 4620 values (spans of 1024 and a
+ * short one, channel segments across spans' ends) and of 198 (segments of
+ * 99, across vectors), 128 and 148 rows (runs of 16; of 19 with a short
+ * last one), an outlier first. */
+Test(family, groupnorm_lead, .init = harness_init, .fini = harness_fini, .timeout = 600)
+{
+    static const struct {
+        fam_case    tc;
+        const char *bytes;
+    } cases[] = {
+        {GNC("lead mean 1e4 32x16x33x35 G=4", GN, NCHW, 4, DATA_MEAN_1E4, AFF_BOTH, 4, 32, 16, 33, 35), "40000"},
+        {GNC("lead 37x8x9x11 G=4 beta", GN, NCHW, 4, DATA_NORMAL, AFF_BETA, 4, 37, 8, 9, 11), "1600"},
+    };
+    clnorm_context *own = H.ctx;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        const fam_case *tc = &cases[i].tc;
+        clnorm_context *ctx[2];
+        for (int c = 0; c < 2; ++c) {
+            setenv("CLNORM_GN_LEAD_BYTES", c ? "1" : cases[i].bytes, 1);
+            ctx[c] = family_context_with(NULL, "0");
+            unsetenv("CLNORM_GN_LEAD_BYTES");
+        }
+        H.ctx = ctx[0];
+        run_case(tc);
+
+        shape   s = shape_of(tc);
+        size_t  n = s.n, P = s.nparam;
+        ref_rng r = ref_rng_seed(11 + i);
+        double *x = dalloc(n), *dy = dalloc(n), *g = dalloc(P), *b = dalloc(P);
+        fill_x(tc, &s, x, &r);
+        x[0] = 1e4 + 900.0; /* an outlier first */
+        ref_fill_normal(&r, dy, n, 0.0, 1.0);
+        ref_fill_uniform(&r, g, P, 0.5, 1.5);
+        ref_fill_uniform(&r, b, P, -1.0, 1.0);
+        clnorm_buffer none = {NULL, 0};
+        float        *out[2];
+        size_t        cnt[2] = {0, 0};
+        for (int c = 0; c < 2; ++c) {
+            H.ctx  = ctx[c];
+            out[c] = run_raw(tc, x, dy, g, b, &cnt[c], none);
+        }
+        H.ctx = own;
+        cr_assert_eq(cnt[0], cnt[1]);
+        cr_expect(memcmp(out[0], out[1], cnt[0] * sizeof *out[0]) == 0, "%s: 3 rows ahead and 1 differ",
+                  tc->name);
+        free(out[0]);
+        free(out[1]);
+        free(x);
+        free(dy);
+        free(g);
+        free(b);
+        clnorm_context_destroy(ctx[0]);
+        clnorm_context_destroy(ctx[1]);
+    }
+}
+
 /* ---- tuned choices -------------------------------------------------------- */
 
 /* Every kind of choice the tuner can store for this family (clnorm_tune:
@@ -1397,6 +1458,7 @@ Test(family, other_dtypes, .init = harness_init, .fini = harness_fini, .timeout 
         GNC("gn 8x6x6x96 G=32", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 32, 8, 6, 6, 96), /* sample blocks */
         GNC("gn 16x5x5x64 G=4", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 4, 16, 5, 5, 64),
         GNC("gn 8x6x6x160 G=16", GN, NHWC, 4, DATA_NORMAL, AFF_BOTH, 16, 8, 6, 6, 160), /* 80-channel blocks */
+        GNC("gn 32x8x9x11 G=4", GN, NCHW, 4, DATA_NORMAL, AFF_BOTH, 4, 32, 8, 9, 11), /* gn_fwd_lead (test_family_lead) */
     };
     clnorm_device_info info;
     clnorm_context_device_info(H.ctx, &info);
