@@ -764,42 +764,53 @@ static clnorm_context *family_context_with(const char *var, const char *stream)
     return c;
 }
 
+/* tc's outputs (run_raw: forward, then backward) in contexts a and b from
+ * the same inputs, x with an outlier first: bitwise equal. */
+static void expect_same_bits(const fam_case *tc, unsigned seed, clnorm_context *a, clnorm_context *b,
+                             const char *what)
+{
+    shape   s = shape_of(tc);
+    size_t  n = s.n, P = s.nparam;
+    ref_rng r = ref_rng_seed(seed);
+    double *x = dalloc(n), *dy = dalloc(n), *g = dalloc(P), *bt = dalloc(P);
+    fill_x(tc, &s, x, &r);
+    x[0] = 1e4 + 900.0; /* an outlier first */
+    ref_fill_normal(&r, dy, n, 0.0, 1.0);
+    ref_fill_uniform(&r, g, P, 0.5, 1.5);
+    ref_fill_uniform(&r, bt, P, -1.0, 1.0);
+    clnorm_buffer   none = {NULL, 0};
+    clnorm_context *own  = H.ctx;
+    float          *out[2];
+    size_t          cnt[2] = {0, 0};
+    for (int c = 0; c < 2; ++c) {
+        H.ctx  = c ? b : a;
+        out[c] = run_raw(tc, x, dy, g, bt, &cnt[c], none);
+    }
+    H.ctx = own;
+    cr_assert_eq(cnt[0], cnt[1]);
+    cr_expect(memcmp(out[0], out[1], cnt[0] * sizeof *out[0]) == 0, "%s: %s", tc->name, what);
+    free(out[0]);
+    free(out[1]);
+    free(x);
+    free(dy);
+    free(g);
+    free(bt);
+    free(s.row_of);
+}
+
 Test(family, groupnorm_pipelined_same_bits, .init = harness_init, .fini = harness_fini, .timeout = 600)
 {
     static const fam_case tc =
         GNC("gn 24x5x7x64 G=8", GN, NHWC, 4, DATA_MEAN_1E4, AFF_BOTH, 8, 24, 5, 7, 64);
-    shape   s = shape_of(&tc);
-    size_t  n = s.n, P = s.nparam;
-    ref_rng r = ref_rng_seed(7);
-    double *x = dalloc(n), *dy = dalloc(n), *g = dalloc(P), *b = dalloc(P);
-    fill_x(&tc, &s, x, &r);
-    x[0] = 1e4 + 900.0; /* an outlier first */
-    ref_fill_normal(&r, dy, n, 0.0, 1.0);
-    ref_fill_uniform(&r, g, P, 0.5, 1.5);
-    ref_fill_uniform(&r, b, P, -1.0, 1.0);
-    clnorm_buffer   none = {NULL, 0};
-    clnorm_context *own  = H.ctx;
     for (int nt = 0; nt < 2; ++nt) {
-        const char *stream = nt ? "0" : "1099511627776";
-        float      *out[2];
-        size_t      cnt[2] = {0, 0};
-        for (int c = 0; c < 2; ++c) {
-            H.ctx  = family_context_with(c ? "CLNORM_NO_PFUSED" : NULL, stream);
-            out[c] = run_raw(&tc, x, dy, g, b, &cnt[c], none);
-            clnorm_context_destroy(H.ctx);
-            H.ctx = own;
-        }
-        cr_assert_eq(cnt[0], cnt[1]);
-        cr_expect(memcmp(out[0], out[1], cnt[0] * sizeof *out[0]) == 0,
-                  "pipelined and one block per work-item differ (streaming stores %s)", nt ? "on" : "off");
-        free(out[0]);
-        free(out[1]);
+        const char     *stream = nt ? "0" : "1099511627776";
+        clnorm_context *a = family_context_with(NULL, stream), *b = family_context_with("CLNORM_NO_PFUSED", stream);
+        expect_same_bits(&tc, 7, a, b,
+                         nt ? "pipelined and one block per work-item differ (streaming stores on)"
+                            : "pipelined and one block per work-item differ (streaming stores off)");
+        clnorm_context_destroy(a);
+        clnorm_context_destroy(b);
     }
-    free(x);
-    free(dy);
-    free(g);
-    free(b);
-    free(s.row_of);
 }
 
 /* Group norm channels first on CPUs with streaming stores: a work-item
@@ -822,7 +833,6 @@ Test(family, groupnorm_lead, .init = harness_init, .fini = harness_fini, .timeou
     };
     clnorm_context *own = H.ctx;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
-        const fam_case *tc = &cases[i].tc;
         clnorm_context *ctx[2];
         for (int c = 0; c < 2; ++c) {
             setenv("CLNORM_GN_LEAD_BYTES", c ? "1" : cases[i].bytes, 1);
@@ -830,34 +840,9 @@ Test(family, groupnorm_lead, .init = harness_init, .fini = harness_fini, .timeou
             unsetenv("CLNORM_GN_LEAD_BYTES");
         }
         H.ctx = ctx[0];
-        run_case(tc);
-
-        shape   s = shape_of(tc);
-        size_t  n = s.n, P = s.nparam;
-        ref_rng r = ref_rng_seed(11 + i);
-        double *x = dalloc(n), *dy = dalloc(n), *g = dalloc(P), *b = dalloc(P);
-        fill_x(tc, &s, x, &r);
-        x[0] = 1e4 + 900.0; /* an outlier first */
-        ref_fill_normal(&r, dy, n, 0.0, 1.0);
-        ref_fill_uniform(&r, g, P, 0.5, 1.5);
-        ref_fill_uniform(&r, b, P, -1.0, 1.0);
-        clnorm_buffer none = {NULL, 0};
-        float        *out[2];
-        size_t        cnt[2] = {0, 0};
-        for (int c = 0; c < 2; ++c) {
-            H.ctx  = ctx[c];
-            out[c] = run_raw(tc, x, dy, g, b, &cnt[c], none);
-        }
+        run_case(&cases[i].tc);
         H.ctx = own;
-        cr_assert_eq(cnt[0], cnt[1]);
-        cr_expect(memcmp(out[0], out[1], cnt[0] * sizeof *out[0]) == 0, "%s: 3 rows ahead and 1 differ",
-                  tc->name);
-        free(out[0]);
-        free(out[1]);
-        free(x);
-        free(dy);
-        free(g);
-        free(b);
+        expect_same_bits(&cases[i].tc, 11 + (unsigned)i, ctx[0], ctx[1], "3 rows ahead and 1 differ");
         clnorm_context_destroy(ctx[0]);
         clnorm_context_destroy(ctx[1]);
     }
