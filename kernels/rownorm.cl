@@ -971,6 +971,22 @@ __kernel void gn_dx_cols(__global const store_t *x, ulong xoff, __global const s
         __global real *mean, ulong moff, __global real *inv, ulong ioff, ulong R, ulong G,     \
         ulong cpg, ulong Sp, uint tpi, real eps, int stream
 
+/* y = ((x - k.x) - k.y)*a + b over [i, e) of a row, a lane's blocks of 8
+ * (step; a lone lane, step 8, by vectors, streaming where asked, reading pf
+ * ahead). */
+inline void gn_y_run(__global const store_t *xr, __global store_t *yr, ulong i, ulong e, uint step, real4 k,
+                     real a, real b, int stream, __global const store_t *pf)
+{
+    if (step == 8) {
+        WALKV(i, e, yr, stream, pf, NOPF, ((LOADV(xr, i) - k.x) - k.y) * a + b,
+              ((LOAD1(xr, i) - k.x) - k.y) * a + b);
+    }
+    for (; i + 8 <= e; i += step)
+        STORE8(((LOAD8(xr, i) - k.x) - k.y) * a + b, yr, i);
+    for (; i < e; ++i)
+        STORE1(((LOAD1(xr, i) - k.x) - k.y) * a + b, yr, i);
+}
+
 inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __global const real *gamma,
                           ulong goff, __global const real *beta, ulong boff, __global real *mean,
                           ulong moff, __global real *inv, ulong ioff, ulong r, ulong G, ulong cpg,
@@ -985,19 +1001,9 @@ inline void gn_fwd_finish(__global const store_t *xr, __global store_t *yr, __gl
             inv[ioff + r] = k.z;
     }
     ulong gb = (r % G) * cpg;
-    for (ulong c = 0; c < cpg; ++c) {
-        real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
-        real  b = beta ? beta[boff + gb + c] : (real)0;
-        ulong i = c * Sp + first, i1 = c * Sp + Sp;
-        if (step == 8) {
-            WALKV(i, i1, yr, stream, pf, NOPF, ((LOADV(xr, i) - k.x) - k.y) * a + b,
-                  ((LOAD1(xr, i) - k.x) - k.y) * a + b);
-        }
-        for (; i + 8 <= i1; i += step)
-            STORE8(((LOAD8(xr, i) - k.x) - k.y) * a + b, yr, i);
-        for (; i < i1; ++i)
-            STORE1(((LOAD1(xr, i) - k.x) - k.y) * a + b, yr, i);
-    }
+    for (ulong c = 0; c < cpg; ++c)
+        gn_y_run(xr, yr, c * Sp + first, c * Sp + Sp, step, k, k.z * (gamma ? gamma[goff + gb + c] : (real)1),
+                 beta ? beta[boff + gb + c] : (real)0, stream, pf);
 }
 
 #if SHORT_ROWS && LX == 1 && SPAN_VEC == 16 && SR_B == 16
@@ -1094,7 +1100,7 @@ __kernel void gn_fwd_groups(GN_FWD_ARGS)
  * slower than 1024 (512: the same), as a plain-C model had (a copy's pace
  * with 4 KB turns, less with 16 KB). Statistics: spans of GN_LEAD_SPAN
  * chained by stat_span_next, whatever the depth (other bits than
- * gn_fwd_items' spans of ROW_SPAN); y: gn_fwd_finish's expression. */
+ * gn_fwd_items' spans of ROW_SPAN); y: gn_y_run, as gn_fwd_finish. */
 #ifndef GN_LEAD_MAX
 #define GN_LEAD_MAX 16
 #endif
@@ -1137,17 +1143,10 @@ __kernel void gn_fwd_lead(GN_FWD_ARGS, uint lead)
         acc[q] = (real4)0;
         for (ulong i0 = 0; i0 < L; i0 += GN_LEAD_SPAN) {
             ulong i1 = min(L, i0 + (ulong)GN_LEAD_SPAN);
-            for (ulong c = i0 / Sp; c * Sp < i1; ++c) {
-                real  a = k.z * (gamma ? gamma[goff + gb + c] : (real)1);
-                real  b = beta ? beta[boff + gb + c] : (real)0;
-                ulong i = max(i0, c * Sp), e = min(i1, c * Sp + Sp);
-                WALKV(i, e, yr, stream, NOPF, NOPF, ((LOADV(xr, i) - k.x) - k.y) * a + b,
-                      ((LOAD1(xr, i) - k.x) - k.y) * a + b);
-                for (; i + 8 <= e; i += 8)
-                    STORE8(((LOAD8(xr, i) - k.x) - k.y) * a + b, yr, i);
-                for (; i < e; ++i)
-                    STORE1(((LOAD1(xr, i) - k.x) - k.y) * a + b, yr, i);
-            }
+            for (ulong c = i0 / Sp; c * Sp < i1; ++c)
+                gn_y_run(xr, yr, max(i0, c * Sp), min(i1, c * Sp + Sp), 8, k,
+                         k.z * (gamma ? gamma[goff + gb + c] : (real)1), beta ? beta[boff + gb + c] : (real)0,
+                         stream, NOPF);
             if (ahead)
                 acc[q] = stat_span_next(acc[q], xa + i0, i1 - i0,
                                         RS_PF && i0 + GN_LEAD_SPAN < L ? xa + i0 + GN_LEAD_SPAN : NOPF);

@@ -733,27 +733,20 @@ static clnorm_status enqueue_forward(clnorm_context *ctx, clnorm_seq *seq, const
     cl_int        stream = stream_out(ctx, p);
     size_t        lead = 0, items = 0;
 
-    if (p->gn_fused && gn_lead(ctx, p, stream, &lead, &items)) {
-        cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
-        cl_uint  tpi_l = (cl_uint)clnorm_div_up(p->R, items), lead_l = (cl_uint)lead;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_FWD_LEAD, &k));
-        clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
-                              KARG(a->gamma.mem), KARG(goff), KARG(a->beta.mem), KARG(boff),
-                              KARG(a->mean.mem), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi_l), KREAL(p, reps),
-                              KARG(stream), KARG(lead_l)};
-        CHECK(clnorm_set_args(ctx, k, args, 20));
-        return run_groups(ctx, seq, k, items);
-    }
     if (p->gn_fused) {
+        /* rows read ahead of the rows written (gn_fwd_lead), or the walk by row */
+        int      ahead = gn_lead(ctx, p, stream, &lead, &items);
         cl_ulong G = p->G, cpg = p->cpg, Sp = p->Sp;
-        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, K_GN_FWD + shared, &k));
+        cl_uint  tpi_g  = ahead ? (cl_uint)clnorm_div_up(p->R, items) : tpi, lead_l = (cl_uint)lead;
+        CHECK(clnorm_get_kernel(ctx, FAMILY_ROWNORM, dt, ahead ? K_GN_FWD_LEAD : K_GN_FWD + shared, &k));
         clnorm_karg args[] = {KARG(a->x.mem), KARG(xoff), KARG(a->y.mem), KARG(yoff),
                               KARG(a->gamma.mem), KARG(goff), KARG(a->beta.mem), KARG(boff),
                               KARG(a->mean.mem), KARG(moff), KARG(a->invstd.mem), KARG(ioff),
-                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi), KREAL(p, reps),
-                              KARG(stream)};
-        CHECK(clnorm_set_args(ctx, k, args, 19));
+                              KARG(R), KARG(G), KARG(cpg), KARG(Sp), KARG(tpi_g), KREAL(p, reps),
+                              KARG(stream), KARG(lead_l)};
+        CHECK(clnorm_set_args(ctx, k, args, ahead ? 20 : 19));
+        if (ahead)
+            return run_groups(ctx, seq, k, items);
         return run_rows(ctx, seq, k, p);
     }
     if (p->gn_cw) {
